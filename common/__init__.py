@@ -1,0 +1,1 @@
+"""The little the three families share: conv building blocks, data loading and run helpers."""
