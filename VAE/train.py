@@ -191,7 +191,7 @@ def draw_latent_figures(model, test_images, test_labels, out, embedding, points=
     labels = test_labels[:len(x)] if test_labels is not None else torch.zeros(len(x), dtype=torch.int64)
 
     # Interpolation: 8 pairs of test images (of different classes when labelled), 10 steps between their means.
-    pairs = [(i, next((j for j in range(len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(8)]
+    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(8)]
     steps = torch.linspace(0, 1, 10, device=mu.device).view(1, 10, 1)
     path = mu[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + mu[[b for _, b in pairs]].unsqueeze(1) * steps
     save_image(model.sample(z=path.flatten(0, 1)), out / "interpolation.png", nrow=10)

@@ -44,7 +44,7 @@ def num_halvings(image_size, smallest=4):
     halvings, size = 0, image_size
     while size > smallest and size % 2 == 0:
         size, halvings = size // 2, halvings + 1
-    if size != smallest:
+    if size != smallest or halvings == 0:
         raise InputError(f"image size {image_size} is not supported: the conv models need a power of two "
                          f"from {2 * smallest} up (32 or 64); resize with --image-size")
     return halvings

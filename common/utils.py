@@ -62,8 +62,8 @@ def load_checkpoint(path, family):
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file; all mean the same to the user
-        raise InputError(f"checkpoint {path} cannot be read (corrupt or truncated?): "
-                         f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+        raise InputError(f"checkpoint {path} cannot be read: the file is corrupt or truncated "
+                         f"({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "family" not in checkpoint:
         raise InputError(f"{path} is not a checkpoint written by this repository's train.py")
     if checkpoint["family"] != family:

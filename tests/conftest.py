@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny datasets written in their real on-disk formats, so tests go through the real loaders."""
+import pickle
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # import AE, VAE, GAN and common as packages, as the scripts do
+
+
+def write_idx(path, array):
+    """MNIST's IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, then the raw bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as file:
+        file.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim))
+        file.write(struct.pack(f">{array.ndim}I", *array.shape))
+        file.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_root(tmp_path):
+    """MNIST/raw/ with 50 training and 20 test images: image i is filled with value i, its label is i % 10."""
+    rng = np.random.default_rng(0)
+    for prefix, count in [("train", 50), ("t10k", 20)]:
+        images = np.stack([np.full((28, 28), i, dtype=np.uint8) for i in range(count)])
+        images[:, 10:18, 10:18] = rng.integers(0, 256, (count, 8, 8))
+        write_idx(tmp_path / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(tmp_path / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+    return tmp_path
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    """cifar-10-batches-py/ with five training batches of 4 images and a test batch of 3, pickled as the original."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, count in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
+        batch = {b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, count).tolist()), b"batch_label": name.encode()}
+        with open(folder / name, "wb") as file:
+            pickle.dump(batch, file)
+    return tmp_path
+
+
+def write_images(folder, count, size=(40, 30), mode="RGB", suffix=".png", seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i:06d}{suffix}")

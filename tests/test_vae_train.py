@@ -1,0 +1,141 @@
+"""VAE/train.py and VAE/sample.py end to end: the command line, resume, and every bad input."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from VAE import model as vae_model
+from VAE import sample as vae_sample
+from VAE import train as vae_train
+
+
+def run_main(module, monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", [module.__file__, *argv])
+    module.main()
+
+
+def error_of(module, monkeypatch, *argv):
+    """The one-line message a bad input ends with (sys.exit's argument)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(module, monkeypatch, *argv)
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    return message
+
+
+def test_command_line_smoke_run_from_another_directory(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(ROOT / "VAE" / "train.py"), "--dataset", "fake", "--epochs", "1",
+                             "--arch", "conv", "--latent-dim", "2", "--out", str(out), "--device", "cpu"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "test -ELBO" in result.stdout
+    for name in ["log.csv", "checkpoint.pt", "reconstructions.png", "frames/samples_001.png", "samples.png",
+                 "training.gif", "loss_curves.png", "interpolation.png", "traversal.png", "posterior_samples.png",
+                 "latent_2d.png", "manifold.png"]:
+        assert (out / name).is_file(), name
+    assert not (ROOT / "VAE" / "results" / "fake-conv-z2").exists()
+
+
+def test_default_output_folder_is_under_the_family_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(vae_train, "HERE", tmp_path / "VAE")
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--embedding", "pca")
+    assert (tmp_path / "VAE" / "results" / "fake-mlp-z20" / "latent_pca.png").is_file()
+
+
+def test_resume_continues_bit_identically(tmp_path, monkeypatch):
+    common = ["--dataset", "fake", "--arch", "conv", "--latent-dim", "4", "--batch-size", "32", "--binarize",
+              "--device", "cpu", "--embedding", "pca"]
+    run_main(vae_train, monkeypatch, *common, "--epochs", "3", "--out", str(tmp_path / "straight"))
+    run_main(vae_train, monkeypatch, *common, "--epochs", "1", "--out", str(tmp_path / "split"))
+    run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "split" / "checkpoint.pt"), "--epochs", "3")
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert straight["epoch"] == split["epoch"] == 3
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, split["model"][name]), name
+    assert (tmp_path / "straight" / "log.csv").read_text() .splitlines()[1:] != []
+    straight_rows = [row.split(",")[:7] for row in (tmp_path / "straight" / "log.csv").read_text().splitlines()]
+    split_rows = [row.split(",")[:7] for row in (tmp_path / "split" / "log.csv").read_text().splitlines()]
+    assert straight_rows == split_rows  # the same losses, epoch by epoch (time columns aside)
+
+
+def test_sample_writes_a_grid_and_a_tensor(tmp_path, monkeypatch):
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--out", str(tmp_path), "--embedding", "pca")
+    run_main(vae_sample, monkeypatch, str(tmp_path / "checkpoint.pt"), "--num", "10", "--out", str(tmp_path / "s.pt"))
+    images = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert images.shape == (10, 1, 32, 32) and images.dtype == torch.float32
+    assert 0 <= images.min() and images.max() <= 1
+    run_main(vae_sample, monkeypatch, str(tmp_path / "checkpoint.pt"), "--num", "5", "--out", str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").is_file()
+    assert "must end in .png" in error_of(vae_sample, monkeypatch, str(tmp_path / "checkpoint.pt"), "--out", "s.jpg")
+
+
+def test_unknown_dataset(monkeypatch, tmp_path):
+    assert "unknown dataset 'svhn'" in error_of(vae_train, monkeypatch, "--dataset", "svhn", "--out", str(tmp_path))
+
+
+def test_missing_data(monkeypatch, tmp_path):
+    def failing_download(*args, **kwargs):
+        raise RuntimeError("no network")
+    monkeypatch.setattr(vae_train.load_dataset.__globals__["torchvision"].datasets, "MNIST", failing_download)
+    message = error_of(vae_train, monkeypatch, "--data-root", str(tmp_path / "empty"), "--out", str(tmp_path / "run"))
+    assert "mnist data not found" in message and "MNIST/raw" in message
+
+
+def test_image_size_the_model_cannot_take(monkeypatch, tmp_path):
+    message = error_of(vae_train, monkeypatch, "--dataset", "fake", "--arch", "conv", "--image-size", "48",
+                       "--out", str(tmp_path))
+    assert "image size 48 is not supported" in message
+
+
+def test_an_existing_run_is_not_overwritten(monkeypatch, tmp_path):
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--out", str(tmp_path), "--embedding", "pca")
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    assert "already holds a run" in error_of(vae_train, monkeypatch, "--dataset", "fake", "--out", str(tmp_path))
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.fixture
+def trained_checkpoint(tmp_path, monkeypatch):
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--out", str(tmp_path / "run"),
+             "--embedding", "pca")
+    return tmp_path / "run" / "checkpoint.pt"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+@pytest.mark.parametrize("module", [vae_train, vae_sample])
+def test_corrupt_or_truncated_checkpoint(trained_checkpoint, monkeypatch, tmp_path, damage, module):
+    data = trained_checkpoint.read_bytes()
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes({"garbage": b"\x00not a checkpoint" * 50, "truncated": data[:len(data) // 2], "empty": b""}[damage])
+    flag = ["--resume"] if module is vae_train else []
+    assert "corrupt or truncated" in error_of(module, monkeypatch, *flag, str(broken))
+
+
+def test_incompatible_checkpoints(trained_checkpoint, monkeypatch, tmp_path):
+    checkpoint = torch.load(trained_checkpoint, weights_only=True)
+    torch.save({**checkpoint, "family": "GAN"}, tmp_path / "gan.pt")
+    assert "is a GAN checkpoint" in error_of(vae_sample, monkeypatch, str(tmp_path / "gan.pt"))
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    assert "not a checkpoint written by" in error_of(vae_train, monkeypatch, "--resume", str(tmp_path / "foreign.pt"))
+    checkpoint["model_config"]["latent_dim"] = 7  # the weights no longer fit the model the config builds
+    torch.save(checkpoint, tmp_path / "mismatch.pt")
+    assert "does not fit this model" in error_of(vae_sample, monkeypatch, str(tmp_path / "mismatch.pt"))
+    assert "does not exist" in error_of(vae_sample, monkeypatch, str(tmp_path / "absent.pt"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_checkpoint, monkeypatch):
+    good = trained_checkpoint.read_bytes()
+    real_loss = vae_model.VAE.loss
+
+    def loss_that_explodes(self, x):
+        parts = real_loss(self, x)
+        return {**parts, "total": parts["total"] * float("nan")}
+    monkeypatch.setattr(vae_model.VAE, "loss", loss_that_explodes)
+    message = error_of(vae_train, monkeypatch, "--resume", str(trained_checkpoint), "--epochs", "2")
+    assert "the loss became nan in epoch 2" in message and "last good checkpoint" in message
+    assert trained_checkpoint.read_bytes() == good
+    assert torch.load(trained_checkpoint, weights_only=True)["epoch"] == 1
