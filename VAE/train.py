@@ -39,7 +39,7 @@ def main():
     parser.add_argument("--dataset", default="mnist", help=f"one of: {', '.join(DATASETS)}")
     parser.add_argument("--data-root", default=str(HERE.parent / "data"),
                         help="folder holding the dataset (for --dataset folder: the image folder itself)")
-    parser.add_argument("--image-size", type=int, default=None, help="pixels per side (default: the dataset's own)")
+    parser.add_argument("--image-size", type=int, default=None, help="pixels per side (default: the dataset's own; 28 for the MLP on MNIST)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -79,11 +79,12 @@ def train(args):
     device = choose_device(args.device)
     seed_everything(args.seed)
 
+    if args.image_size is None and args.arch == "mlp" and args.dataset in ("mnist", "fashion-mnist"):
+        args.image_size = 28  # the 784-400-latent MLP of the paper: the 32x32 padding is for the conv models
     train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
     test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
-    if args.binarize:  # one fixed draw for the test set, so every evaluation sees the same binary images
-        draw = torch.Generator().manual_seed(12345)
-        test_images = (torch.bernoulli(test_images / 255, generator=draw) * 255).to(torch.uint8)
+    if args.binarize:
+        test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
                         likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight)
     try:
@@ -91,6 +92,8 @@ def train(args):
     except ValueError as error:
         raise InputError(str(error)) from None
     # The fused kernel updates all parameters in one pass: on CPU it makes the MLP epoch about 25% faster.
+    mean_image = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
+    model.init_output_bias(mean_image.to(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
     batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
     test_images = test_images.to(device)
@@ -169,6 +172,12 @@ def train(args):
                     title="nats per image")
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
+
+
+def binarize_once(images):
+    """One fixed Bernoulli draw of uint8 images, so that every evaluation sees the same binary test set."""
+    draw = torch.Generator().manual_seed(12345)
+    return (torch.bernoulli(images / 255, generator=draw) * 255).to(torch.uint8)
 
 
 @torch.no_grad()

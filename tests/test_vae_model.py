@@ -95,3 +95,16 @@ def test_overfits_one_batch(arch):
         optimizer.step()
     # From ~710 nats (uninformed) far below the 16 images' entropy under independent pixels (~690 nats).
     assert loss.item() < 0.5 * first
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_output_bias_starts_the_decoder_at_the_mean_image(likelihood):
+    mean_image = torch.rand(1, 32, 32) * 0.8 + 0.1
+    model = VAE((1, 32, 32), likelihood=likelihood)
+    model.init_output_bias(mean_image)
+    with torch.no_grad():
+        model.decoder.to_pixels.weight.zero_()  # leave only the bias
+    assert torch.allclose(model.sample(2), mean_image.expand(2, 1, 32, 32), atol=1e-5)
+    conv = VAE((3, 32, 32), arch="conv")
+    conv.init_output_bias(torch.full((3, 32, 32), 0.25))
+    assert torch.allclose(conv.decoder.to_pixels.bias, torch.logit(torch.tensor(0.25)).expand(3))

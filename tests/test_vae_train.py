@@ -139,3 +139,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_checkpoint, m
     assert "the loss became nan in epoch 2" in message and "last good checkpoint" in message
     assert trained_checkpoint.read_bytes() == good
     assert torch.load(trained_checkpoint, weights_only=True)["epoch"] == 1
+
+
+def test_evaluate_reports_a_tighter_bound_than_the_elbo(trained_checkpoint, monkeypatch, capsys):
+    from VAE import evaluate as vae_evaluate
+    run_main(vae_evaluate, monkeypatch, str(trained_checkpoint), "--samples", "50", "--images", "20")
+    line = capsys.readouterr().out
+    neg_elbo = float(line.split("-ELBO ")[1].split()[0])
+    nll = float(line.split("NLL (k=50) ")[1].split()[0])
+    assert "20 test images" in line and nll < neg_elbo
