@@ -6,15 +6,14 @@
 Each image is the decoder's mean E[x|z] for z ~ N(0, I). The GAN and AE folders take the same arguments.
 """
 import argparse
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
 
 import torch
-from torchvision.utils import save_image
 
+from common.figures import check_samples_path, write_samples
 from common.utils import InputError, choose_device, load_checkpoint, load_weights
 from VAE.model import VAE
 
@@ -29,9 +28,7 @@ def main():
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     args = parser.parse_args()
     try:
-        out = Path(args.out)
-        if out.suffix not in (".png", ".pt"):
-            raise InputError(f"--out must end in .png (a grid) or .pt (a tensor), not {out.name!r}")
+        check_samples_path(args.out)
         checkpoint = load_checkpoint(args.checkpoint, family="VAE")
         device = choose_device(args.device)
         model = VAE(**checkpoint["model_config"])
@@ -40,12 +37,8 @@ def main():
         torch.manual_seed(args.seed)
         images = torch.cat([model.sample(min(args.batch_size, args.num - start)).cpu()
                             for start in range(0, args.num, args.batch_size)])
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".png":
-            save_image(images, out, nrow=math.ceil(math.sqrt(args.num)))
-        else:
-            torch.save(images, out)
-        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
+        write_samples(images, args.out)
+        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
     except InputError as error:
         sys.exit(f"error: {error}")
 

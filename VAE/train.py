@@ -5,7 +5,7 @@
     python VAE/train.py --dataset cifar10 --arch conv --likelihood gaussian
     python VAE/train.py --resume VAE/results/mnist-mlp-z20/checkpoint.pt --epochs 100
 
-Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>/):
+Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-binarized]/):
     log.csv               one row per epoch: train loss parts, test -ELBO (nats per image), time
     checkpoint.pt         model, optimizer, epoch, args and random states, rewritten atomically each epoch
     reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 from torchvision.utils import save_image
 
-from common.data import DATASETS, Batches, load_dataset
+from common.data import Batches, load_dataset
 from common.figures import pca, save_curves, save_gif, save_scatter, tsne
-from common.utils import (InputError, append_csv, choose_device, load_checkpoint, load_weights, read_csv,
-                          rng_states, save_checkpoint, seed_everything, set_rng_states)
+from common.utils import (InputError, add_shared_flags, append_csv, choose_device, load_weights, print_progress,
+                          read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
 from VAE.model import VAE
 
 HERE = Path(__file__).resolve().parent
@@ -36,19 +36,9 @@ HERE = Path(__file__).resolve().parent
 
 def main():
     parser = argparse.ArgumentParser(description="Train a VAE.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", default="mnist", help=f"one of: {', '.join(DATASETS)}")
-    parser.add_argument("--data-root", default=str(HERE.parent / "data"),
-                        help="folder holding the dataset (for --dataset folder: the image folder itself)")
-    parser.add_argument("--image-size", type=int, default=None, help="pixels per side (default: the dataset's own; 28 for the MLP on MNIST)")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    parser.add_argument("--latent-dim", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", default=None, help="output folder (default: VAE/results/<dataset>-<arch>-z<latent>)")
-    parser.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
-    parser.add_argument("--arch", default="mlp", choices=["mlp", "conv"])
+    add_shared_flags(parser, HERE, epochs=10, batch_size=128, lr=1e-3, latent_dim=20)
+    parser.add_argument("--arch", default="mlp", choices=["mlp", "conv"],
+                        help="mlp: 784-400-latent on MNIST (28x28 unless --image-size says otherwise); conv: DownBlocks/UpBlocks")
     parser.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (0: no KL term)")
     parser.add_argument("--recon-weight", type=float, default=1.0, help="weight of -log p(x|z) (0: KL term only)")
     parser.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
@@ -64,18 +54,8 @@ def main():
 
 
 def train(args):
-    checkpoint = None
-    if args.resume:  # the run's own settings come back; only the length, device and resume path are new
-        checkpoint = load_checkpoint(args.resume, family="VAE")
-        args = argparse.Namespace(**{**checkpoint["args"], "epochs": args.epochs, "device": args.device,
-                                     "resume": args.resume})
-    args.data_root = str(Path(args.data_root).expanduser().resolve())
-    out = Path(args.out or HERE / "results" / f"{args.dataset}-{args.arch}-z{args.latent_dim}").resolve()
-    args.out = str(out)
-    if checkpoint is None and (out / "checkpoint.pt").exists():
-        raise InputError(f"{out} already holds a run: continue it with --resume {out / 'checkpoint.pt'}, "
-                         f"or choose another --out")
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    run_name = f"{args.dataset}-{args.arch}-z{args.latent_dim}{'-binarized' if args.binarize else ''}"
+    args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name)
     device = choose_device(args.device)
     seed_everything(args.seed)
 
@@ -87,13 +67,10 @@ def train(args):
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
                         likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight)
-    try:
-        model = VAE(**model_config).to(device)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    # The fused kernel updates all parameters in one pass: on CPU it makes the MLP epoch about 25% faster.
+    model = VAE(**model_config).to(device)
     mean_image = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
     model.init_output_bias(mean_image.to(device))
+    # The fused kernel updates all parameters in one pass: on CPU it makes the MLP epoch about 25% faster.
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
     batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
     test_images = test_images.to(device)
@@ -130,11 +107,8 @@ def train(args):
                 if not math.isfinite(sums["total"].item()):
                     raise InputError(f"the loss became {sums['total'].item()} in epoch {epoch}, step {step}; stopped "
                                      f"(the last good checkpoint in {out} is kept). Try a lower --lr")
-                rate = step * args.batch_size / (last_report - started)
-                remaining = ((args.epochs - epoch + 1) * len(batches) - step) * args.batch_size / rate
-                print(f"epoch {epoch}/{args.epochs} step {step}/{len(batches)} | {rate:,.0f} img/s | "
-                      f"ETA {remaining / 60:.1f} min | loss {sums['total'].item() / step:.2f}",
-                      end="\r" if sys.stdout.isatty() else "\n", flush=True)
+                print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
+                               {name: value.item() / step for name, value in sums.items()})
         seconds = time.time() - started
         train_parts = {name: value.item() / len(batches) for name, value in sums.items()}
 

@@ -70,12 +70,17 @@ def missing(name, root, detail=""):
                       + MANUAL_STEPS[name].format(root=root))
 
 
-def load_torchvision_idx(name, root, train):
-    dataset_class = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
-    try:  # finds the raw IDX files if they are there, downloads them if not
-        dataset = dataset_class(root, train=train, download=True)
+def download(name, root, torchvision_class, **options):
+    """Let torchvision find or download a dataset; any failure becomes the one-line manual steps."""
+    try:
+        return getattr(torchvision.datasets, torchvision_class)(root, download=True, **options)
     except Exception as error:
         raise missing(name, root, f" and the download failed ({type(error).__name__})") from None
+
+
+def load_torchvision_idx(name, root, train):
+    # torchvision finds the raw IDX files if they are there, and downloads them if not
+    dataset = download(name, root, "MNIST" if name == "mnist" else "FashionMNIST", train=train)
     return dataset.data.unsqueeze(1), dataset.targets  # (N, 1, 28, 28) uint8, (N,) int64
 
 
@@ -83,10 +88,7 @@ def load_cifar10(root, train):
     """Read the python-pickle batches directly (torchvision's class insists on the files' md5 sums)."""
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir():
-        try:
-            torchvision.datasets.CIFAR10(root, train=train, download=True)
-        except Exception as error:
-            raise missing("cifar10", root, f" and the download failed ({type(error).__name__})") from None
+        download("cifar10", root, "CIFAR10", train=train)
     files = sorted(folder.glob("data_batch_*")) if train else [folder / "test_batch"]
     if not files or not all(f.is_file() for f in files):
         raise missing("cifar10", root, f" ({folder} lacks its {'data_batch_*' if train else 'test_batch'} files)")
@@ -103,10 +105,7 @@ def load_celeba(root, image_size, train):
     folder = root / "celeba"
     image_folder = folder / "img_align_celeba"
     if not image_folder.is_dir():
-        try:
-            torchvision.datasets.CelebA(root, split="train", download=True)
-        except Exception as error:
-            raise missing("celeba", root, f" and the download failed ({type(error).__name__})") from None
+        download("celeba", root, "CelebA", split="train")
     partition_file = folder / "list_eval_partition.txt"
     if partition_file.is_file():  # lines "000001.jpg 0": 0 train, 1 validation, 2 test
         wanted = {"0"} if train else {"2"}
@@ -123,11 +122,8 @@ def load_celeba(root, image_size, train):
 def cars_files(root, train):
     folder = root / "stanford_cars" / ("cars_train" if train else "cars_test")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:
-        try:  # torchvision's URL for Stanford Cars is dead; this fails with its own explanation
-            torchvision.datasets.StanfordCars(root, split="train" if train else "test", download=True)
-        except Exception as error:
-            raise missing("cars", root, f" and the download failed ({type(error).__name__})") from None
+    if not files:  # torchvision's URL for Stanford Cars is dead: this fails, with the manual steps
+        download("cars", root, "StanfordCars", split="train" if train else "test")
         raise missing("cars", root)
     return files
 

@@ -1,12 +1,32 @@
-"""Pictures every family draws, with Pillow only: a GIF of frames, loss curves, a labelled 2-D scatter,
-and the two ways to flatten codes to 2-D for that scatter (PCA, and t-SNE written in torch)."""
+"""Pictures every family draws, with Pillow only: sample files, a GIF of frames, loss curves, a labelled
+2-D scatter, and the two ways to flatten codes to 2-D for that scatter (PCA, and t-SNE written in torch)."""
+import math
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
+from torchvision.utils import save_image
+
+from common.utils import InputError
 
 # Ten colours that stay apart for the ten classes of MNIST and CIFAR-10 (matplotlib's "tab10").
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def check_samples_path(path):
+    """sample.py writes a grid (.png) or a tensor (.pt); anything else is refused before any work is done."""
+    if Path(path).suffix not in (".png", ".pt"):
+        raise InputError(f"--out must end in .png (a grid) or .pt (a tensor), not {Path(path).name!r}")
+
+
+def write_samples(images, path):
+    """images: float (N, C, H, W) in [0, 1]. A .png gets a square-ish grid, a .pt the tensor itself."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".png":
+        save_image(images, path, nrow=math.ceil(math.sqrt(len(images))))
+    else:
+        torch.save(images, path)
 
 
 def save_gif(frame_paths, path, milliseconds_per_frame=200):

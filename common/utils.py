@@ -1,7 +1,11 @@
-"""Run helpers every train.py needs: one-line errors, device choice, seeding, checkpoints, the CSV log."""
+"""Run helpers every train.py needs: the shared flags, one-line errors, device choice, seeding, checkpoints,
+the progress line and the CSV log."""
+import argparse
 import csv
 import os
 import random
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,54 @@ import torch
 
 class InputError(Exception):
     """A problem with what the user asked for (data, flags, checkpoint): shown as one line, no traceback."""
+
+
+def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, latent_dim=20):
+    """The flags every train.py takes, with the same names and meanings; defaults are the family's."""
+    from common.data import DATASETS  # here, not at the top: data.py imports this module
+    parser.add_argument("--dataset", default="mnist", help=f"one of: {', '.join(DATASETS)}")
+    parser.add_argument("--data-root", default=str(Path(family_dir).parent / "data"),
+                        help="folder holding the dataset (for --dataset folder: the image folder itself)")
+    parser.add_argument("--image-size", type=int, default=None, help="pixels per side (default: the dataset's own)")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=lr, help="learning rate")
+    parser.add_argument("--latent-dim", type=int, default=latent_dim, help="size of the code z")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--out", default=None, help=f"output folder (default: {Path(family_dir).name}/results/<run name>)")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
+
+
+def start_run(args, family, default_out):
+    """Resume the run in args.resume, or start a new one in args.out (default_out if not given).
+
+    Returns (args, checkpoint or None, out folder). On resume the run's own flags come back, except the
+    number of epochs and the device, and its outputs stay beside the checkpoint. A new run never
+    overwrites a folder that already holds one.
+    """
+    checkpoint = None
+    if args.resume:
+        checkpoint = load_checkpoint(args.resume, family)
+        args = argparse.Namespace(**{**checkpoint["args"], "epochs": args.epochs, "device": args.device,
+                                     "resume": args.resume, "out": str(Path(args.resume).resolve().parent)})
+    args.data_root = str(Path(args.data_root).expanduser().resolve())
+    out = Path(args.out or default_out).resolve()
+    args.out = str(out)
+    if checkpoint is None and (out / "checkpoint.pt").exists():
+        raise InputError(f"{out} already holds a run: continue it with --resume {out / 'checkpoint.pt'}, "
+                         f"or choose another --out")
+    (out / "frames").mkdir(parents=True, exist_ok=True)
+    return args, checkpoint, out
+
+
+def print_progress(epoch, epochs, step, steps, batch_size, started, losses):
+    """One progress line: images per second, the whole run's ETA and the running mean losses (floats)."""
+    rate = step * batch_size / (time.time() - started)
+    remaining = ((epochs - epoch + 1) * steps - step) * batch_size / rate
+    print(f"epoch {epoch}/{epochs} step {step}/{steps} | {rate:,.0f} img/s | ETA {remaining / 60:.1f} min | "
+          + " ".join(f"{name} {value:.4g}" for name, value in losses.items()),
+          end="\r" if sys.stdout.isatty() else "\n", flush=True)
 
 
 def choose_device(name="auto"):
@@ -67,7 +119,7 @@ def load_checkpoint(path, family):
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "family" not in checkpoint:
         raise InputError(f"{path} is not a checkpoint written by this repository's train.py")
     if checkpoint["family"] != family:
-        raise InputError(f"{path} is a {checkpoint['family']} checkpoint; this script needs a {family} one")
+        raise InputError(f"{path} is a checkpoint of the {checkpoint['family']} family; this script needs one of {family}")
     return checkpoint
 
 

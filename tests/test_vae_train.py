@@ -118,7 +118,7 @@ def test_corrupt_or_truncated_checkpoint(trained_checkpoint, monkeypatch, tmp_pa
 def test_incompatible_checkpoints(trained_checkpoint, monkeypatch, tmp_path):
     checkpoint = torch.load(trained_checkpoint, weights_only=True)
     torch.save({**checkpoint, "family": "GAN"}, tmp_path / "gan.pt")
-    assert "is a GAN checkpoint" in error_of(vae_sample, monkeypatch, str(tmp_path / "gan.pt"))
+    assert "is a checkpoint of the GAN family" in error_of(vae_sample, monkeypatch, str(tmp_path / "gan.pt"))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
     assert "not a checkpoint written by" in error_of(vae_train, monkeypatch, "--resume", str(tmp_path / "foreign.pt"))
     checkpoint["model_config"]["latent_dim"] = 7  # the weights no longer fit the model the config builds

@@ -1,0 +1,49 @@
+"""Generate images from a trained autoencoder by decoding codes drawn from the Gaussian fitted to its
+training codes (saved in the checkpoint). An autoencoder has no prior of its own: this is the simplest
+sampler that lands where the decoder has seen codes.
+
+    python AE/sample.py AE/results/mnist-linear-n16/checkpoint.pt --num 64 --out samples.png   # a grid
+    python AE/sample.py AE/results/mnist-linear-n16/checkpoint.pt --num 10000 --out samples.pt # float N x C x H x W in [0, 1]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
+
+import torch
+
+from common.figures import check_samples_path, write_samples
+from common.utils import InputError, choose_device, load_checkpoint, load_weights
+from AE.model import make_autoencoder
+from AE.train import sample_codes
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Sample images from a trained autoencoder.")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--num", type=int, default=64, help="how many images")
+    parser.add_argument("--out", default="samples.png", help="a .png file (grid) or a .pt file (tensor)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    args = parser.parse_args()
+    try:
+        check_samples_path(args.out)
+        checkpoint = load_checkpoint(args.checkpoint, family="AE")
+        device = choose_device(args.device)
+        model = make_autoencoder(**checkpoint["model_config"])
+        load_weights(model, checkpoint["model"], args.checkpoint)
+        model.to(device).eval()
+        generator = torch.Generator().manual_seed(args.seed)
+        images = torch.cat([sample_codes(model, checkpoint["code_mean"], checkpoint["code_covariance"],
+                                         min(args.batch_size, args.num - start), generator).cpu()
+                            for start in range(0, args.num, args.batch_size)])
+        write_samples(images, args.out)
+        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
+    except InputError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Train an autoencoder and compare its reconstruction error with PCA's on the same images.
+
+    python AE/train.py --epochs 50                                   # linear-bottleneck AE, 16 codes, MNIST
+    python AE/train.py --latent-dim 2 --epochs 50                    # 2-D codes: scatter and manifold pictures
+    python AE/train.py --arch conv                                   # fully convolutional (code: 128 x 4 x 4)
+    python AE/train.py --code-activation sigmoid --code-l2 0.2       # squashed codes pulled toward 0
+
+The figure that matters is the test MSE per pixel (over the original 28x28 area for MNIST, without the
+padding), beside PCA with as many components as the code has, fitted on the same training images.
+
+Everything goes to --out (default AE/results/<dataset>-<arch>-n<latent>/):
+    log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel, time
+    checkpoint.pt         model, optimizer, epoch, args, random states and the Gaussian fitted to the codes
+    reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
+    frames/reconstructions_NNN.png, training.gif     the reconstruction grid, epoch by epoch
+    loss_curves.png       test MSE per pixel against PCA's
+    samples.png           decoded codes drawn from a Gaussian fitted to the training codes
+    interpolation.png     decoded straight lines between the codes of two test images
+    codes_tsne.png / codes_pca.png, or codes_2d.png and manifold.png for a 2-D code     for labelled data
+"""
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
+
+import torch
+from torchvision.utils import save_image
+
+from common.data import Batches, load_dataset
+from common.figures import pca, save_curves, save_gif, save_scatter, tsne
+from common.utils import (InputError, add_shared_flags, append_csv, choose_device, load_weights, print_progress,
+                          read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
+from AE.model import PCA, make_autoencoder
+
+HERE = Path(__file__).resolve().parent
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Train an autoencoder.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_shared_flags(parser, HERE, epochs=50, batch_size=128, lr=1e-3, latent_dim=16)
+    parser.add_argument("--arch", default="linear", choices=["linear", "conv"],
+                        help="linear: conv trunk with a --latent-dim linear bottleneck; conv: no linear layers")
+    parser.add_argument("--code-activation", default="none", choices=["none", "sigmoid"])
+    parser.add_argument("--code-l2", type=float, default=0.0, help="weight W of W * ||z||^2 in the loss")
+    parser.add_argument("--loss", default="bce", choices=["bce", "mse"], help="reconstruction loss")
+    parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
+                        help="how codes of more than 2 dimensions are drawn in 2-D")
+    args = parser.parse_args()
+    try:
+        train(args)
+    except InputError as error:
+        sys.exit(f"error: {error}")
+
+
+def train(args):
+    args, checkpoint, out = start_run(args, "AE", HERE / "results" / f"{args.dataset}-{args.arch}-n{args.latent_dim}")
+    device = choose_device(args.device)
+    seed_everything(args.seed)
+
+    train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+    test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+    model_config = dict(arch=args.arch, image_shape=list(train_images.shape[1:]), code_dim=args.latent_dim,
+                        code_activation=args.code_activation, code_l2=args.code_l2, recon_loss=args.loss)
+    model = make_autoencoder(**model_config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
+    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
+    test_images = test_images.to(device)
+    fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False)))[0]
+    area = original_area(args.dataset, train_images.shape[-1])
+    code_size = math.prod(model.code_shape)
+
+    # The baseline: PCA with as many components as the code has numbers, on the same (flattened) images.
+    started = time.time()
+    components = min(code_size, math.prod(train_images.shape[1:]))
+    pca_model = PCA(components).fit(train_images.flatten(1).double() / 255)
+    pca_mse = mse_per_pixel(lambda x: pca_model.reconstruct(x.flatten(1)).view_as(x), test_images, area)
+    print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
+          f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}\n"
+          f"PCA with {components} components: test MSE per pixel {pca_mse:.5f} ({time.time() - started:.1f} s)")
+
+    start_epoch = 1
+    if checkpoint is not None:
+        load_weights(model, checkpoint["model"], args.resume)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        batches.generator.set_state(checkpoint["batch_generator"])
+        set_rng_states(checkpoint["rng"])
+        start_epoch = checkpoint["epoch"] + 1
+
+    for epoch in range(start_epoch, args.epochs + 1):
+        # ---- train one epoch ----
+        model.train()
+        sums = {"total": 0.0, "recon": 0.0, "code_l2": 0.0}
+        started = last_report = time.time()
+        for step, (x, _) in enumerate(batches, 1):
+            losses = model.loss(x)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimizer.step()
+            for name in sums:  # stays on the device: no GPU sync per step
+                sums[name] += losses[name].detach()
+            if time.time() - last_report > 10 or step == len(batches):  # .item() waits for the GPU: not every step
+                last_report = time.time()
+                if not math.isfinite(sums["total"].item()):
+                    raise InputError(f"the loss became {sums['total'].item()} in epoch {epoch}, step {step}; stopped "
+                                     f"(the last good checkpoint in {out} is kept). Try a lower --lr")
+                print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
+                               {name: value.item() / step for name, value in sums.items()})
+        seconds = time.time() - started
+        train_parts = {name: value.item() / len(batches) for name, value in sums.items()}
+
+        # ---- evaluate: test MSE per pixel, and the Gaussian over training codes that sample.py draws from ----
+        model.eval()
+        test_mse = mse_per_pixel(model.reconstruct, test_images, area)
+        code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
+        print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} | test MSE per pixel "
+              f"{test_mse:.5f} (PCA {pca_mse:.5f}) | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
+
+        # ---- pictures: reconstructions of fixed test images ----
+        with torch.no_grad():
+            grid = torch.cat([fixed_test, model.reconstruct(fixed_test)])
+        save_image(grid, out / "reconstructions.png", nrow=8)
+        save_image(grid, out / "frames" / f"reconstructions_{epoch:03d}.png", nrow=8)
+
+        # ---- log row and checkpoint ----
+        append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
+                                     "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": f"{pca_mse:.6f}",
+                                     "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
+        save_checkpoint(out / "checkpoint.pt", {
+            "family": "AE", "model": model.state_dict(), "model_config": model_config,
+            "code_mean": code_mean.cpu(), "code_covariance": code_covariance.cpu(),
+            "optimizer": optimizer.state_dict(), "epoch": epoch, "args": vars(args),
+            "rng": rng_states(), "batch_generator": batches.generator.get_state()})
+
+    # ---- end of run: figures ----
+    frames = sorted((out / "frames").glob("reconstructions_*.png"))
+    if frames:
+        save_gif(frames, out / "training.gif")
+    rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
+    if rows:
+        save_curves(out / "loss_curves.png", {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in rows],
+                                              "PCA": [float(r["pca_mse_per_pixel"]) for r in rows]},
+                    title=f"test MSE per pixel, {code_size} codes")
+        model.eval()
+        code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
+        save_image(sample_codes(model, code_mean, code_covariance, 64), out / "samples.png", nrow=8)
+        draw_code_figures(model, test_images, test_labels, out, args.embedding)
+    print(f"done: figures, log.csv and checkpoint.pt in {out}")
+
+
+def original_area(dataset, size):
+    """The rows and columns that hold the image itself: MNIST's 28x28 inside its 32x32 padding."""
+    if dataset in ("mnist", "fashion-mnist") and size == 32:
+        return slice(2, 30)
+    return slice(None)
+
+
+@torch.no_grad()
+def mse_per_pixel(reconstruct, images, area, batch_size=1000):
+    """Mean squared error per pixel, in [0, 1] units, over `area` of every test image."""
+    total = 0.0
+    for x, _ in Batches(images, None, batch_size, shuffle=False, drop_last=False):
+        total += (reconstruct(x) - x)[..., area, area].square().sum().item()
+    return total / (len(images) * images[0, ..., area, area].numel())
+
+
+@torch.no_grad()
+def fit_code_gaussian(model, images, batch_size):
+    """Mean and covariance of the codes of `images`, flattened: the sampler of an autoencoder."""
+    codes = torch.cat([model.encode(x).flatten(1) for x, _ in Batches(images, None, batch_size, shuffle=False,
+                                                                       drop_last=False)]).double()
+    return codes.mean(0), torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1])
+
+
+@torch.no_grad()
+def sample_codes(model, code_mean, code_covariance, count, generator=None):
+    """Decode `count` codes drawn from N(code_mean, code_covariance); images in [0, 1]."""
+    size = len(code_mean)
+    # z = mean + L eps with L L^T = covariance; a little jitter keeps L defined when codes are degenerate
+    cholesky = torch.linalg.cholesky(code_covariance + 1e-6 * torch.eye(size, dtype=code_covariance.dtype))
+    eps = torch.randn(count, size, generator=generator, dtype=code_covariance.dtype)
+    codes = (code_mean + eps @ cholesky.T).float().view(count, *model.code_shape)
+    return model.sample(codes.to(next(model.parameters()).device))
+
+
+@torch.no_grad()
+def draw_code_figures(model, test_images, test_labels, out, embedding, points=2000):
+    x = next(iter(Batches(test_images, None, points, shuffle=False, drop_last=False)))[0]
+    codes = model.encode(x)
+    labels = test_labels[:len(x)] if test_labels is not None else torch.zeros(len(x), dtype=torch.int64)
+
+    # Interpolation: 8 pairs of test images (of different classes when labelled), 10 steps between their codes.
+    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(8)]
+    steps = torch.linspace(0, 1, 10, device=codes.device).view(1, 10, *[1] * (codes.dim() - 1))
+    path = codes[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + codes[[b for _, b in pairs]].unsqueeze(1) * steps
+    save_image(model.sample(path.flatten(0, 1)), out / "interpolation.png", nrow=10)
+
+    if test_labels is None:
+        return
+    flat = codes.flatten(1).cpu()
+    if flat.shape[1] == 2:
+        save_scatter(out / "codes_2d.png", flat, labels.cpu(), title="test-set codes")
+        # The manifold: decode a 20x20 grid over the range the codes occupy (1st to 99th percentile).
+        low, high = torch.quantile(flat, 0.01, dim=0), torch.quantile(flat, 0.99, dim=0)
+        first, second = [torch.linspace(low[d].item(), high[d].item(), 20) for d in range(2)]
+        grid = torch.stack(torch.meshgrid(second.flip(0), first, indexing="ij"), -1).flip(-1).reshape(-1, 2)
+        save_image(model.sample(grid.to(codes.device)), out / "manifold.png", nrow=20)
+    else:
+        flattened = tsne(flat) if embedding == "tsne" else pca(flat)
+        save_scatter(out / f"codes_{embedding}.png", flattened, labels.cpu(), title=f"{embedding} of test-set codes")
+
+
+if __name__ == "__main__":
+    main()
