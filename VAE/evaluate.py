@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 
 import torch
 
+from common import InputError
 from common.data import Batches, load_dataset
-from common.utils import InputError, choose_device, load_checkpoint, load_weights
+from common.utils import choose_device, load_checkpoint, load_weights
 from VAE.model import VAE
 from VAE.train import binarize_once
 

@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 
 import torch
 
+from common import InputError
 from common.figures import check_samples_path, write_samples
-from common.utils import InputError, choose_device, load_checkpoint, load_weights
+from common.utils import choose_device, load_checkpoint, load_weights
 from VAE.model import VAE
 
 

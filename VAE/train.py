@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 from torchvision.utils import save_image
 
+from common import InputError
 from common.data import Batches, load_dataset
 from common.figures import pca, save_curves, save_gif, save_scatter, tsne
-from common.utils import (InputError, add_shared_flags, append_csv, choose_device, load_weights, print_progress,
+from common.utils import (add_shared_flags, append_csv, choose_device, load_weights, print_progress,
                           read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
 from VAE.model import VAE
 

@@ -5,7 +5,7 @@ UpBlock is its inverse. Stacking k DownBlocks takes a 32x32 image to 32/2^k pixe
 """
 from torch import nn
 
-from common.utils import InputError
+from common import InputError
 
 
 class DownBlock(nn.Sequential):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from common.utils import InputError
+from common import InputError
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "cars", "folder", "fake")
 DEFAULT_IMAGE_SIZE = {"mnist": 32, "fashion-mnist": 32, "cifar10": 32, "celeba": 64, "cars": 64, "folder": 64, "fake": 32}
@@ -162,21 +162,23 @@ def load_image_files(files, folder, split, image_size):
                 return cached["images"]
         except Exception:
             pass  # a damaged or outdated cache is simply rebuilt
-    grayscale = all(Image.open(f).mode in ("1", "L", "I;16") for f in files)
-    mode = "L" if grayscale else "RGB"
     print(f"decoding {len(files)} images from {folder} (once: the result is cached)", flush=True)
 
-    def decode(file):
+    def decode(file):  # (S, S) for a grayscale file, (S, S, 3) for any other
         try:
             with Image.open(file) as image:
+                mode = "L" if image.mode in ("1", "L", "I;16") else "RGB"
                 return np.asarray(square_resize(image.convert(mode), image_size))
         except OSError as error:
             raise InputError(f"cannot read image {file}: {error}") from None
 
     with ThreadPoolExecutor() as pool:  # PIL releases the GIL while decoding
         arrays = list(pool.map(decode, files))
-    images = torch.from_numpy(np.stack(arrays))
-    images = images.unsqueeze(1) if grayscale else images.permute(0, 3, 1, 2).contiguous()
+    if all(array.ndim == 2 for array in arrays):  # a grayscale folder stays one channel
+        images = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+    else:
+        arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     try:
         torch.save({"fingerprint": fingerprint, "images": images}, cache)
     except OSError as error:

@@ -7,7 +7,7 @@ import torch
 from PIL import Image, ImageDraw
 from torchvision.utils import save_image
 
-from common.utils import InputError
+from common import InputError
 
 # Ten colours that stay apart for the ten classes of MNIST and CIFAR-10 (matplotlib's "tab10").
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]

@@ -11,14 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class InputError(Exception):
-    """A problem with what the user asked for (data, flags, checkpoint): shown as one line, no traceback."""
+from common import InputError
+from common.data import DATASETS
 
 
 def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, latent_dim=20):
     """The flags every train.py takes, with the same names and meanings; defaults are the family's."""
-    from common.data import DATASETS  # here, not at the top: data.py imports this module
     parser.add_argument("--dataset", default="mnist", help=f"one of: {', '.join(DATASETS)}")
     parser.add_argument("--data-root", default=str(Path(family_dir).parent / "data"),
                         help="folder holding the dataset (for --dataset folder: the image folder itself)")

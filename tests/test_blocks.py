@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from common import InputError
 from common.blocks import DownBlock, UpBlock, num_halvings
-from common.utils import InputError
 
 
 @pytest.mark.parametrize("downsample", ["stride", "maxpool"])

@@ -4,9 +4,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from common import data
+from common import InputError, data
 from common.data import Batches, load_dataset
-from common.utils import InputError
 from conftest import write_idx, write_images
 
 
@@ -123,11 +122,21 @@ def test_missing_or_empty_folder(tmp_path):
         load_dataset("folder", tmp_path)
 
 
-def test_corrupt_image_is_named(tmp_path):
-    write_images(tmp_path, 3)
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_corrupt_image_is_named(tmp_path, mode):
+    write_images(tmp_path, 3, mode=mode)
     (tmp_path / "000001.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="000001.png"):
         load_dataset("folder", tmp_path, image_size=8)
+
+
+def test_mixed_grayscale_and_colour_folder_gives_three_channels(tmp_path):
+    write_images(tmp_path, 5, mode="L")
+    write_images(tmp_path / "more", 5, mode="RGB")
+    images, _ = load_dataset("folder", tmp_path, image_size=8, train=True)
+    assert images.shape == (9, 3, 8, 8)
+    grey = images[0]  # 000000.png, grayscale: its three channels are equal
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
 
 
 def test_batches_are_seeded_complete_and_scaled():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from common.utils import InputError
+from common import InputError
 from VAE.model import VAE
 
 
