@@ -126,12 +126,10 @@ class PCA:
     def __init__(self, components):
         self.components = components
 
-    def fit(self, x):
-        """x: (N, D) float. Computed in float64 through the D x D covariance, so N can be large."""
-        x = x.double()
-        self.mean = x.mean(0)
-        centred = x - self.mean
-        covariance = centred.T @ centred / len(x)
+    def fit(self, x, chunk_size=4096):
+        """x: (N, D) float. The mean and the D x D covariance add up in float64, chunk by chunk, so N can be large."""
+        self.mean = sum(chunk.double().sum(0) for chunk in x.split(chunk_size)) / len(x)
+        covariance = sum((chunk.double() - self.mean).T @ (chunk.double() - self.mean) for chunk in x.split(chunk_size)) / len(x)
         _, eigenvectors = torch.linalg.eigh(covariance)            # ascending eigenvalues
         self.basis = eigenvectors[:, -self.components:].flip(1)    # (D, n), the largest first
         return self

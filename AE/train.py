@@ -8,7 +8,7 @@
 The figure that matters is the test MSE per pixel (over the original 28x28 area for MNIST, without the
 padding), beside PCA with as many components as the code has, fitted on the same training images.
 
-Everything goes to --out (default AE/results/<dataset>-<arch>-n<latent>/):
+Everything goes to --out (default AE/results/<dataset>-linear-n<latent>/ or <dataset>-conv/):
     log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel, time
     checkpoint.pt         model, optimizer, epoch, args, random states and the Gaussian fitted to the codes
     reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
@@ -57,7 +57,8 @@ def main():
 
 
 def train(args):
-    args, checkpoint, out = start_run(args, "AE", HERE / "results" / f"{args.dataset}-{args.arch}-n{args.latent_dim}")
+    run_name = f"{args.dataset}-linear-n{args.latent_dim}" if args.arch == "linear" else f"{args.dataset}-conv"
+    args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name)
     device = choose_device(args.device)
     seed_everything(args.seed)
 
@@ -73,10 +74,12 @@ def train(args):
     area = original_area(args.dataset, train_images.shape[-1])
     code_size = math.prod(model.code_shape)
 
-    # The baseline: PCA with as many components as the code has numbers, on the same (flattened) images.
+    # The baseline: PCA with as many components as the code has numbers, on the same (flattened) images;
+    # above 4,096 pixels (64x64 RGB) on the first 20,000 of them, to keep the covariance's cost in bounds.
     started = time.time()
-    components = min(code_size, math.prod(train_images.shape[1:]))
-    pca_model = PCA(components).fit(train_images.flatten(1).double() / 255)
+    pixels = math.prod(train_images.shape[1:])
+    components = min(code_size, pixels)
+    pca_model = PCA(components).fit(train_images[:20_000 if pixels > 4096 else None].flatten(1) / 255)
     pca_mse = mse_per_pixel(lambda x: pca_model.reconstruct(x.flatten(1)).view_as(x), test_images, area)
     print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
           f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}\n"

@@ -27,7 +27,7 @@ def test_shapes(shape):
 def test_pca_matches_a_direct_svd():
     torch.manual_seed(0)
     x = torch.randn(300, 12) @ torch.randn(12, 12) + 3
-    pca = PCA(4).fit(x)
+    pca = PCA(4).fit(x, chunk_size=64)  # several chunks: the sums must add up to the whole
     centred = (x - x.mean(0)).double()
     u, s, vt = torch.linalg.svd(centred, full_matrices=False)
     direct = (u[:, :4] * s[:4]) @ vt[:4] + x.mean(0).double()  # the best rank-4 approximation
