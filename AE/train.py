@@ -134,7 +134,7 @@ def train(args):
                                      "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_checkpoint(out / "checkpoint.pt", {
             "family": "AE", "model": model.state_dict(), "model_config": model_config,
-            "code_mean": code_mean.cpu(), "code_covariance": code_covariance.cpu(),
+            "code_mean": code_mean.float().cpu(), "code_covariance": code_covariance.float().cpu(),
             "optimizer": optimizer.state_dict(), "epoch": epoch, "args": vars(args),
             "rng": rng_states(), "batch_generator": batches.generator.get_state()})
 
@@ -182,6 +182,7 @@ def fit_code_gaussian(model, images, batch_size):
 def sample_codes(model, code_mean, code_covariance, count, generator=None):
     """Decode `count` codes drawn from N(code_mean, code_covariance); images in [0, 1]."""
     size = len(code_mean)
+    code_mean, code_covariance = code_mean.double().cpu(), code_covariance.double().cpu()
     # z = mean + L eps with L L^T = covariance; a little jitter keeps L defined when codes are degenerate
     cholesky = torch.linalg.cholesky(code_covariance + 1e-6 * torch.eye(size, dtype=code_covariance.dtype))
     eps = torch.randn(count, size, generator=generator, dtype=code_covariance.dtype)
