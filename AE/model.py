@@ -13,9 +13,9 @@ Defines:
     ConvAE    fully convolutional: DownBlocks shrink the image to 4x4 while the channels grow; the code is
               that small image with many channels; UpBlocks mirror it back. No linear layers.
     LinearAE  the same conv trunk with one linear layer into an n-dimensional code and one back out.
-    PCA       the optimal *linear* autoencoder with n codes (Eckart-Young), fitted by SVD.
+    PCA       the optimal *linear* autoencoder with n codes (Eckart-Young): the top n eigenvectors of the
+              covariance, i.e. the right singular vectors of the centred data.
 """
-import math
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,54 @@
+import pytest
+import torch
+from PIL import Image
+
+from common import InputError
+from common.figures import (check_samples_path, pca, save_curves, save_gif, save_scatter, tsne, write_samples)
+
+
+def test_tsne_separates_two_well_separated_gaussian_blobs():
+    generator = torch.Generator().manual_seed(0)
+    blobs = torch.cat([torch.randn(100, 10, generator=generator), torch.randn(100, 10, generator=generator) + 6])
+    embedded = tsne(blobs, perplexity=20)
+    first, second = embedded[:100], embedded[100:]
+    gap = (first.mean(0) - second.mean(0)).norm()
+    spread = max(first.std(0).norm(), second.std(0).norm())
+    assert embedded.shape == (200, 2) and gap > 3 * spread
+    # every point is nearer its own blob's centre than the other's
+    nearer_own = ((first - first.mean(0)).norm(dim=1) < (first - second.mean(0)).norm(dim=1)).all() and \
+                 ((second - second.mean(0)).norm(dim=1) < (second - first.mean(0)).norm(dim=1)).all()
+    assert nearer_own
+
+
+def test_pca_keeps_the_direction_of_largest_variance():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 3, generator=generator) * torch.tensor([10.0, 1.0, 0.1])
+    projected = pca(x, 1)
+    assert projected.shape == (500, 1)
+    assert torch.allclose(projected.abs().flatten(), (x[:, 0] - x[:, 0].mean()).abs(), atol=0.5)
+
+
+def test_pictures_are_written_as_valid_images(tmp_path):
+    save_curves(tmp_path / "curves.png", {"train": [3.0, 2.0, 1.5], "test": [3.2, 2.5, 2.0]}, title="loss")
+    save_curves(tmp_path / "one_epoch.png", {"train": [3.0]})
+    save_scatter(tmp_path / "scatter.png", torch.randn(50, 2), torch.arange(50) % 10)
+    frames = []
+    for i in range(3):
+        frames.append(tmp_path / f"frame{i}.png")
+        Image.new("L", (8, 8), i * 80).save(frames[-1])
+    save_gif(frames, tmp_path / "training.gif")
+    for name in ["curves.png", "one_epoch.png", "scatter.png", "training.gif"]:
+        with Image.open(tmp_path / name) as image:
+            image.verify()
+    with Image.open(tmp_path / "training.gif") as gif:
+        assert gif.n_frames >= 3
+
+
+def test_samples_go_to_a_grid_or_a_tensor(tmp_path):
+    images = torch.rand(5, 1, 8, 8)
+    write_samples(images, tmp_path / "nested" / "grid.png")
+    assert Image.open(tmp_path / "nested" / "grid.png").size[0] > 8 * 2
+    write_samples(images, tmp_path / "samples.pt")
+    assert torch.equal(torch.load(tmp_path / "samples.pt", weights_only=True), images)
+    with pytest.raises(InputError, match="must end in .png"):
+        check_samples_path(tmp_path / "samples.jpg")
