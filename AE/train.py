@@ -44,7 +44,8 @@ def main():
     add_shared_flags(parser, HERE, epochs=50, batch_size=128, lr=1e-3, latent_dim=16)
     parser.add_argument("--arch", default="linear", choices=["linear", "conv"],
                         help="linear: conv trunk with a --latent-dim linear bottleneck; conv: no linear layers")
-    parser.add_argument("--code-activation", default="none", choices=["none", "sigmoid"])
+    parser.add_argument("--code-activation", default="none", choices=["none", "sigmoid"],
+                        help="sigmoid squeezes every code into (0, 1)")
     parser.add_argument("--code-l2", type=float, default=0.0, help="weight W of W * ||z||^2 in the loss")
     parser.add_argument("--loss", default="bce", choices=["bce", "mse"], help="reconstruction loss")
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],

@@ -42,7 +42,8 @@ def main():
                         help="mlp: 784-400-latent on MNIST (28x28 unless --image-size says otherwise); conv: DownBlocks/UpBlocks")
     parser.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (0: no KL term)")
     parser.add_argument("--recon-weight", type=float, default=1.0, help="weight of -log p(x|z) (0: KL term only)")
-    parser.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"])
+    parser.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"],
+                        help="p(x|z): Bernoulli (binary cross-entropy) or Gaussian with a learned sigma (RGB photos)")
     parser.add_argument("--binarize", action="store_true",
                         help="dynamic binarization: train on x ~ Bernoulli(pixels), test on one fixed binarization")
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],

@@ -20,15 +20,17 @@ def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, lat
     parser.add_argument("--dataset", default="mnist", help=f"one of: {', '.join(DATASETS)}")
     parser.add_argument("--data-root", default=str(Path(family_dir).parent / "data"),
                         help="folder holding the dataset (for --dataset folder: the image folder itself)")
-    parser.add_argument("--image-size", type=int, default=None, help="pixels per side (default: the dataset's own)")
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--image-size", type=int, default=None, help="pixels per side; None: the dataset's own")
+    parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per training step")
     parser.add_argument("--lr", type=float, default=lr, help="learning rate")
     parser.add_argument("--latent-dim", type=int, default=latent_dim, help="size of the code z")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    parser.add_argument("--out", default=None, help=f"output folder (default: {Path(family_dir).name}/results/<run name>)")
-    parser.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the noise and the batch order")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="auto: CUDA, else MPS, else CPU")
+    parser.add_argument("--out", default=None, help=f"output folder; None: {Path(family_dir).name}/results/<run name>")
+    parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
+                        help="continue the run saved in CHECKPOINT, with its own flags (--epochs and --device may change)")
 
 
 def start_run(args, family, default_out):
