@@ -71,12 +71,12 @@ def train(args):
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
     batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
     test_images = test_images.to(device)
-    fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False)))[0]
+    fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     area = original_area(args.dataset, train_images.shape[-1])
     code_size = math.prod(model.code_shape)
 
     # The baseline: PCA with as many components as the code has numbers, on the same (flattened) images;
-    # above 4,096 pixels (64x64 RGB) on the first 20,000 of them, to keep the covariance's cost in bounds.
+    # above 4,096 pixels (64x64 RGB) on the first 20,000 of them, to bound the memory PCA.fit needs.
     started = time.time()
     pixels = math.prod(train_images.shape[1:])
     components = min(code_size, pixels)
@@ -198,7 +198,7 @@ def draw_code_figures(model, test_images, test_labels, out, embedding, points=20
     labels = test_labels[:len(x)] if test_labels is not None else torch.zeros(len(x), dtype=torch.int64)
 
     # Interpolation: 8 pairs of test images (of different classes when labelled), 10 steps between their codes.
-    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(8)]
+    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(min(8, len(x)))]
     steps = torch.linspace(0, 1, 10, device=codes.device).view(1, 10, *[1] * (codes.dim() - 1))
     path = codes[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + codes[[b for _, b in pairs]].unsqueeze(1) * steps
     save_image(model.sample(path.flatten(0, 1)), out / "interpolation.png", nrow=10)

@@ -76,7 +76,7 @@ def train(args):
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
     batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
     test_images = test_images.to(device)
-    fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False)))[0]
+    fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
     print(f"VAE ({args.arch}, {sum(p.numel() for p in model.parameters()):,} parameters) on {args.dataset} "
           f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
@@ -176,7 +176,7 @@ def draw_latent_figures(model, test_images, test_labels, out, embedding, points=
     labels = test_labels[:len(x)] if test_labels is not None else torch.zeros(len(x), dtype=torch.int64)
 
     # Interpolation: 8 pairs of test images (of different classes when labelled), 10 steps between their means.
-    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(8)]
+    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(min(8, len(x)))]
     steps = torch.linspace(0, 1, 10, device=mu.device).view(1, 10, 1)
     path = mu[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + mu[[b for _, b in pairs]].unsqueeze(1) * steps
     save_image(model.sample(z=path.flatten(0, 1)), out / "interpolation.png", nrow=10)

@@ -221,6 +221,8 @@ class Batches:
     """
 
     def __init__(self, images, labels, batch_size, shuffle=True, drop_last=True, seed=0, value_range=(0.0, 1.0)):
+        if drop_last and len(images) < batch_size:
+            raise InputError(f"{len(images)} images make no full batch of {batch_size}: lower --batch-size")
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.shuffle, self.drop_last, self.value_range = shuffle, drop_last, value_range
         self.generator = torch.Generator().manual_seed(seed)

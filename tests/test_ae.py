@@ -35,6 +35,14 @@ def test_pca_matches_a_direct_svd():
     assert torch.allclose(pca.encode(x).abs(), (u[:, :4] * s[:4]).abs(), atol=1e-4)  # up to each axis' sign
 
 
+def test_pca_beyond_the_exact_size_finds_the_same_subspace():
+    torch.manual_seed(0)
+    x = torch.randn(400, 6) @ torch.randn(6, 300) * 3 + 0.1 * torch.randn(400, 300)  # rank 6 plus noise
+    exact = PCA(6).fit(x)
+    randomized = PCA(6).fit(x, exact_up_to=100)
+    assert torch.allclose(randomized.reconstruct(x), exact.reconstruct(x), atol=1e-3)
+
+
 def test_sigmoid_codes_stay_in_the_unit_interval():
     model = LinearAE(code_dim=8, code_activation="sigmoid")
     x = torch.rand(16, 1, 32, 32)

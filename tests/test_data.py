@@ -153,6 +153,12 @@ def test_batches_are_seeded_complete_and_scaled():
     assert signed[0].tolist() == [-1.0, 1.0] and signed[1] is None
 
 
+def test_too_few_images_for_one_batch_is_one_clear_error():
+    with pytest.raises(InputError, match="5 images make no full batch of 8: lower --batch-size"):
+        Batches(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), None, 8)
+    assert len(Batches(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), None, 8, drop_last=False)) == 1
+
+
 def test_batches_generator_state_replays_the_same_order():
     batches = Batches(torch.zeros(20, 1, 1, 1, dtype=torch.uint8), torch.arange(20), 4)
     list(batches)

@@ -39,6 +39,18 @@ def test_command_line_smoke_run_from_another_directory(tmp_path):
     assert not (ROOT / "VAE" / "results" / "fake-conv-z2").exists()
 
 
+def test_gaussian_conv_vae_on_a_small_rgb_folder(monkeypatch, tmp_path):
+    from conftest import write_images
+    write_images(tmp_path / "images" / "a", 20, seed=1)
+    write_images(tmp_path / "images" / "b", 20, seed=2)  # 36 training and 4 test images, 64x64 RGB
+    run_main(vae_train, monkeypatch, "--dataset", "folder", "--data-root", str(tmp_path / "images"), "--arch", "conv",
+             "--likelihood", "gaussian", "--epochs", "1", "--batch-size", "8", "--embedding", "pca",
+             "--out", str(tmp_path / "run"))
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["model_config"]["image_shape"] == [3, 64, 64] and "log_sigma" in checkpoint["model"]
+    assert (tmp_path / "run" / "latent_pca.png").is_file() and (tmp_path / "run" / "interpolation.png").is_file()
+
+
 def test_default_output_folder_is_under_the_family_results(monkeypatch, tmp_path):
     monkeypatch.setattr(vae_train, "HERE", tmp_path / "VAE")
     run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--embedding", "pca")
