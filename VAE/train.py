@@ -72,7 +72,8 @@ def train(args):
     model = VAE(**model_config).to(device)
     mean_image = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
     model.init_output_bias(mean_image.to(device))
-    # The fused kernel updates all parameters in one pass: on CPU it makes the MLP epoch about 25% faster.
+    # The fused kernel updates all parameters in one pass: on CPU the MLP epoch takes about 25% less time
+    # (VAE/benchmark.py: 1.83 s against 2.39 s).
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
     batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
     test_images = test_images.to(device)
