@@ -15,27 +15,18 @@ import torch
 
 from common import InputError
 from common.figures import check_samples_path, write_samples
-from common.utils import choose_device, load_checkpoint, load_weights
+from common.utils import add_sample_flags, choose_device, load_trained_model
 from AE.model import make_autoencoder
 from AE.train import sample_codes
 
 
 def main():
     parser = argparse.ArgumentParser(description="Sample images from a trained autoencoder.")
-    parser.add_argument("checkpoint")
-    parser.add_argument("--num", type=int, default=64, help="how many images")
-    parser.add_argument("--out", default="samples.png", help="a .png file (grid) or a .pt file (tensor)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_sample_flags(parser)
     args = parser.parse_args()
     try:
         check_samples_path(args.out)
-        checkpoint = load_checkpoint(args.checkpoint, family="AE")
-        device = choose_device(args.device)
-        model = make_autoencoder(**checkpoint["model_config"])
-        load_weights(model, checkpoint["model"], args.checkpoint)
-        model.to(device).eval()
+        model, checkpoint = load_trained_model(args.checkpoint, "AE", make_autoencoder, choose_device(args.device))
         generator = torch.Generator().manual_seed(args.seed)
         images = torch.cat([sample_codes(model, checkpoint["code_mean"], checkpoint["code_covariance"],
                                          min(args.batch_size, args.num - start), generator).cpu()

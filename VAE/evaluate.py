@@ -17,7 +17,7 @@ import torch
 
 from common import InputError
 from common.data import Batches, load_dataset
-from common.utils import choose_device, load_checkpoint, load_weights
+from common.utils import choose_device, load_trained_model
 from VAE.model import VAE
 from VAE.train import binarize_once
 
@@ -32,12 +32,9 @@ def main():
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     args = parser.parse_args()
     try:
-        checkpoint = load_checkpoint(args.checkpoint, family="VAE")
-        run = checkpoint["args"]
         device = choose_device(args.device)
-        model = VAE(**checkpoint["model_config"])
-        load_weights(model, checkpoint["model"], args.checkpoint)
-        model.to(device).eval()
+        model, checkpoint = load_trained_model(args.checkpoint, "VAE", VAE, device)
+        run = checkpoint["args"]
         images, _ = load_dataset(run["dataset"], run["data_root"], run["image_size"], train=False)
     except InputError as error:
         sys.exit(f"error: {error}")

@@ -121,9 +121,14 @@ def load_celeba(root, image_size, train):
 
 def cars_files(root, train):
     folder = root / "stanford_cars" / ("cars_train" if train else "cars_test")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
-    if not files:  # torchvision's URL for Stanford Cars is dead: this fails, with the manual steps
+
+    def image_files():
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+    if not image_files():  # torchvision's URL for Stanford Cars is dead; should it work, it fills this folder
         download("cars", root, "StanfordCars", split="train" if train else "test")
+    files = image_files()
+    if not files:
         raise missing("cars", root)
     return files
 

@@ -33,6 +33,16 @@ def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, lat
                         help="continue the run saved in CHECKPOINT, with its own flags (--epochs and --device may change)")
 
 
+def add_sample_flags(parser):
+    """The flags every sample.py takes: a checkpoint, how many images, and where they go."""
+    parser.add_argument("checkpoint")
+    parser.add_argument("--num", type=int, default=64, help="how many images")
+    parser.add_argument("--out", default="samples.png", help="a .png file (grid) or a .pt file (tensor)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=1000, help="images generated at a time")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+
 def start_run(args, family, default_out):
     """Resume the run in args.resume, or start a new one in args.out (default_out if not given).
 
@@ -121,6 +131,14 @@ def load_checkpoint(path, family):
     if checkpoint["family"] != family:
         raise InputError(f"{path} is a checkpoint of the {checkpoint['family']} family; this script needs one of {family}")
     return checkpoint
+
+
+def load_trained_model(path, family, build, device):
+    """Rebuild the model a checkpoint describes (build(**model_config)) and load its weights, in eval mode."""
+    checkpoint = load_checkpoint(path, family)
+    model = build(**checkpoint["model_config"])
+    load_weights(model, checkpoint["model"], path)
+    return model.to(device).eval(), checkpoint
 
 
 def load_weights(model, state_dict, path):

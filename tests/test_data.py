@@ -171,3 +171,11 @@ def test_batches_generator_state_replays_the_same_order():
 def test_fake_dataset_is_labelled_and_sized():
     images, labels = load_dataset("fake", "", image_size=64, train=True)
     assert images.shape == (256, 1, 64, 64) and set(labels.tolist()) == set(range(10))
+
+
+def test_cars_files_that_a_download_brings_are_used(tmp_path, monkeypatch):
+    def download_into_place(root, split, download):
+        write_images(root / "stanford_cars" / f"cars_{split}", 3, suffix=".jpg")
+    monkeypatch.setattr(torchvision.datasets, "StanfordCars", download_into_place)
+    images, labels = load_dataset("cars", tmp_path, image_size=16, train=False)
+    assert images.shape == (3, 3, 16, 16) and labels is None
