@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 
-FAMILIES = ("AE", "VAE")
+FAMILIES = ("AE", "VAE", "GAN")
 
 
 def test_families_import_side_by_side_without_clashes():

@@ -1,0 +1,197 @@
+"""Sample quality for every family: FID in the feature space of a small classifier, and a class histogram.
+
+    python common/fid.py VAE/results/samples.pt --data-root ../shared/data     # a tensor written by any sample.py
+
+The Frechet distance (Heusel et al., arXiv:1706.08500) between two sets of features, each summarised by its
+mean mu and covariance C:
+
+    FID = ||mu_1 - mu_2||^2 + tr(C_1) + tr(C_2) - 2 tr((C_1^1/2 C_2 C_1^1/2)^1/2)
+
+The usual FID uses ImageNet Inception features, which say little about 32x32 digits; here the features are
+the penultimate layer of a small CNN trained on the dataset's own labels (once, then cached beside the
+data). The numbers only compare with each other, not with published Inception FIDs. Two real sets (10,000
+training images against the test set) give the floor: the distance that sampling alone produces.
+The classifier's predictions on generated images give the class histogram, which shows mode collapse.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common import InputError
+from common.data import DEFAULT_IMAGE_SIZE, Batches, load_dataset
+
+
+class Classifier(nn.Module):
+    """image (B, C, S, S) in [0, 1] -> class logits; `features` is the 128-D penultimate layer the FID uses."""
+
+    def __init__(self, channels=1, image_size=32, num_classes=10):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # (B, 32, S/2, S/2)
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),         # (B, 64, S/4, S/4)
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),  # (B, 128, 4, 4)
+            nn.Flatten(), nn.Linear(128 * 4 * 4, 128), nn.ReLU(),               # (B, 128)
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def classifier_path(dataset, root, image_size):
+    return Path(root).expanduser() / "classifiers" / f"{dataset}-{image_size}px.pt"
+
+
+def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batch_size=128):
+    """The dataset's classifier, trained on its first call (seeded, so it is the same on every CPU) and
+    cached in <root>/classifiers/. Returns (classifier in eval mode, info) where info holds its test
+    accuracy and the real-vs-real FID floor."""
+    image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
+    path = classifier_path(dataset, root, image_size)
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            classifier = Classifier(**saved["config"])
+            classifier.load_state_dict(saved["model"])
+            return classifier.to(device).eval(), saved["info"]
+        except Exception as error:
+            raise InputError(f"the cached classifier {path} cannot be read ({type(error).__name__}): delete it "
+                             f"and it will be trained again") from None
+
+    train_images, train_labels = load_dataset(dataset, root, image_size, train=True)
+    test_images, test_labels = load_dataset(dataset, root, image_size, train=False)
+    if train_labels is None:
+        raise InputError(f"FID needs a classifier, and the {dataset} images have no class labels to train one on")
+    config = dict(channels=train_images.shape[1], image_size=image_size, num_classes=int(train_labels.max()) + 1)
+    print(f"training the {dataset} classifier for FID once ({epochs} epochs); it is cached in {path}")
+    torch.manual_seed(0)
+    classifier = Classifier(**config).to(device)
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=2e-3)
+    batches = Batches(train_images.to(device), train_labels.to(device), min(batch_size, len(train_images)), seed=0)
+    # One cycle (lr up, then annealed to ~0): 99.1% test accuracy in 4 epochs on MNIST, against 98.6% at a flat 1e-3
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * len(batches))
+    for _ in range(epochs):
+        for x, y in batches:
+            loss = F.cross_entropy(classifier(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    classifier.eval()
+
+    test_x = test_images.to(device).float() / 255
+    predictions = predict(classifier, test_x)
+    accuracy = (predictions.cpu() == test_labels).double().mean().item()
+    # The floor: 10,000 training images (a fixed random subset) against the test set.
+    subset = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))[:10_000]
+    floor = frechet_distance(features(classifier, train_images[subset].to(device).float() / 255),
+                             features(classifier, test_x))
+    info = {"test_accuracy": accuracy, "floor": floor, "floor_images": len(subset)}
+    print(f"classifier test accuracy {accuracy:.4f}, FID floor (train vs test) {floor:.4f}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        torch.save({"model": classifier.cpu().state_dict(), "config": config, "info": info}, temporary)
+        temporary.replace(path)
+    except OSError as error:
+        print(f"warning: could not cache the classifier in {path} ({error.strerror}); it is trained again next time")
+    return classifier.to(device).eval(), info
+
+
+def to_classifier_input(images, image_size):
+    """Float images in [0, 1] at the classifier's size: 28x28 MNIST-style samples get the loader's 2-pixel pad."""
+    images = images.float()
+    if images.shape[-1] == image_size:
+        return images
+    if images.shape[-1] + 4 == image_size:
+        return F.pad(images, (2, 2, 2, 2))
+    return F.interpolate(images, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+
+
+@torch.no_grad()
+def features(classifier, images, batch_size=1000):
+    """(N, 128) float64 penultimate features of images in [0, 1]."""
+    device = next(classifier.parameters()).device
+    return torch.cat([classifier.features(chunk.to(device)).double() for chunk in images.split(batch_size)])
+
+
+@torch.no_grad()
+def predict(classifier, images, batch_size=1000):
+    device = next(classifier.parameters()).device
+    return torch.cat([classifier(chunk.to(device)).argmax(1) for chunk in images.split(batch_size)])
+
+
+def statistics(feature_rows):
+    """Mean and covariance in float64 (float32 loses the small eigenvalues that the trace terms add up)."""
+    mean = feature_rows.mean(0)
+    centered = feature_rows - mean
+    return mean, centered.T @ centered / (len(feature_rows) - 1)
+
+
+def symmetric_sqrt(matrix):
+    """A^1/2 of a symmetric positive semi-definite A through A = V diag(l) V^T; rounding's negative l become 0."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(matrix)
+    return eigenvectors @ torch.diag(eigenvalues.clamp(min=0).sqrt()) @ eigenvectors.T
+
+
+def frechet_distance(features_1, features_2):
+    """FID between two (N, D) feature sets, or between two (mean, covariance) pairs."""
+    mean_1, cov_1 = features_1 if isinstance(features_1, tuple) else statistics(features_1.double())
+    mean_2, cov_2 = features_2 if isinstance(features_2, tuple) else statistics(features_2.double())
+    root_1 = symmetric_sqrt(cov_1)
+    # tr((C_1 C_2)^1/2) = tr((C_1^1/2 C_2 C_1^1/2)^1/2), and the inner matrix is symmetric, so eigh applies
+    cross = symmetric_sqrt(root_1 @ cov_2 @ root_1).trace()
+    # FID = ||mu_1 - mu_2||^2 + tr(C_1) + tr(C_2) - 2 tr((C_1^1/2 C_2 C_1^1/2)^1/2)
+    return ((mean_1 - mean_2).square().sum() + cov_1.trace() + cov_2.trace() - 2 * cross).item()
+
+
+class SampleScorer:
+    """Scores generated images against one dataset's test set: FID, the floor and the class histogram."""
+
+    def __init__(self, dataset, root, image_size=None, device="cpu"):
+        self.classifier, self.info = load_classifier(dataset, root, image_size, device)
+        self.image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
+        test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
+        self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
+
+    def score(self, images):
+        """images: float (N, C, H, W) in [0, 1]. Returns FID to the test set and the fraction of each class."""
+        images = to_classifier_input(images, self.image_size)
+        fid = frechet_distance(statistics(features(self.classifier, images)), self.test_statistics)
+        counts = torch.bincount(predict(self.classifier, images).cpu(), minlength=self.classifier.head.out_features)
+        return fid, (counts / counts.sum()).tolist()
+
+
+def main():
+    parser = argparse.ArgumentParser(description="FID and class histogram of generated images (a .pt from sample.py).")
+    parser.add_argument("samples", help="a .pt tensor of float (N, C, H, W) images in [0, 1], e.g. from sample.py --out x.pt")
+    parser.add_argument("--dataset", default="mnist", help="the real data to compare with (its test set)")
+    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1] / "data"))
+    parser.add_argument("--image-size", type=int, default=None, help="the classifier's input size; None: the dataset's own")
+    args = parser.parse_args()
+    try:
+        if not Path(args.samples).is_file():
+            raise InputError(f"{args.samples} does not exist")
+        images = torch.load(args.samples, map_location="cpu", weights_only=True)
+        if not isinstance(images, torch.Tensor) or images.dim() != 4:
+            raise InputError(f"{args.samples} does not hold a (N, C, H, W) image tensor")
+        scorer = SampleScorer(args.dataset, args.data_root, args.image_size)
+        fid, histogram = scorer.score(images)
+        print(f"{len(images)} samples: FID {fid:.4f} (floor {scorer.info['floor']:.4f}, "
+              f"{fid / scorer.info['floor']:.2f}x the floor)")
+        print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(histogram)))
+    except InputError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

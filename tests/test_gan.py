@@ -1,0 +1,213 @@
+"""GAN/model.py, GAN/train.py, GAN/sample.py and common/fid.py: shapes, the losses' math, FID, and the command line."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from common import InputError
+from common.fid import SampleScorer, frechet_distance, load_classifier
+from conftest import ROOT
+from GAN import model as gan_model
+from GAN import sample as gan_sample
+from GAN import train as gan_train
+from GAN.model import GAN
+from test_vae_train import error_of, run_main
+
+
+@pytest.mark.parametrize("channels, size", [(1, 32), (3, 32), (1, 64), (3, 64)])
+@pytest.mark.parametrize("loss", gan_model.LOSSES)
+def test_shapes(channels, size, loss):
+    model = GAN((channels, size, size), latent_dim=8, width=8, loss=loss)
+    images = model.generator(model.noise(5))
+    assert images.shape == (5, channels, size, size)
+    assert images.min() >= -1 and images.max() <= 1  # Tanh
+    assert model.discriminator(images).shape == (5,)
+    assert model.sample(3).min() >= 0  # sample() maps to [0, 1]
+
+
+def test_maxpool_discriminator_and_critic_without_batchnorm():
+    model = GAN((1, 32, 32), width=8, downsample="maxpool", loss="wgan-gp")
+    assert any(isinstance(m, nn.MaxPool2d) for m in model.discriminator.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.discriminator.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in GAN(loss="gan", width=8).discriminator.modules())
+    assert model.discriminator(torch.zeros(2, 1, 32, 32)).shape == (2,)
+
+
+def test_unsupported_image_size_is_a_clear_error():
+    with pytest.raises(InputError, match="image size 48"):
+        GAN((1, 48, 48))
+
+
+def test_weights_start_from_dcgan_initialisation():
+    torch.manual_seed(0)
+    conv_weights = torch.cat([m.weight.flatten() for m in GAN(width=32).modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    assert abs(conv_weights.std().item() - 0.02) < 0.001 and abs(conv_weights.mean().item()) < 0.001
+
+
+class LinearCritic(nn.Module):
+    """f(x) = w . x + b, whose gradient is w everywhere: the penalty's closed form is (||w|| - 1)^2."""
+
+    def __init__(self, pixels):
+        super().__init__()
+        self.linear = nn.Linear(pixels, 1)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)).flatten()
+
+
+def test_gradient_penalty_equals_its_closed_form_for_a_linear_critic():
+    model = GAN((1, 32, 32), width=8, loss="wgan-gp", gp_weight=10.0)
+    model.discriminator = LinearCritic(32 * 32)
+    real, fake = torch.rand(6, 1, 32, 32), torch.rand(6, 1, 32, 32)
+    expected = (model.discriminator.linear.weight.norm() - 1) ** 2
+    assert torch.allclose(model.gradient_penalty(real, fake), expected, rtol=1e-5)
+    parts = model.discriminator_loss(real, fake)
+    critic = model.discriminator
+    wasserstein = critic(real).mean() - critic(fake).mean()
+    assert torch.allclose(parts["wasserstein"], wasserstein)
+    assert torch.allclose(parts["total"], -wasserstein + 10.0 * expected, rtol=1e-5)
+    # The penalty is differentiable (create_graph): its gradient reaches the critic's weights.
+    model.gradient_penalty(real, fake).backward()
+    assert critic.linear.weight.grad.abs().sum() > 0
+
+
+def test_gan_losses_match_their_equations():
+    model = GAN((1, 32, 32), width=8, loss="gan")
+    model.discriminator = LinearCritic(32 * 32)
+    real, fake = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
+    d_real, d_fake = torch.sigmoid(model.discriminator(real)), torch.sigmoid(model.discriminator(fake))
+    parts = model.discriminator_loss(real, fake)
+    assert torch.allclose(parts["total"], -(d_real.log().mean() + (1 - d_fake).log().mean()), rtol=1e-5)
+    assert torch.allclose(parts["d_real"], d_real.mean()) and torch.allclose(parts["d_fake"], d_fake.mean())
+    assert torch.allclose(model.generator_loss(fake)["total"], -d_fake.log().mean(), rtol=1e-5)
+
+
+def test_weight_clipping_keeps_every_critic_weight_within_c():
+    model = GAN(width=16, loss="wgan", clip=0.01)
+    assert max(p.abs().max() for p in model.discriminator.parameters()) > 0.01  # N(0, 0.02) init exceeds c
+    model.clip_critic_weights()
+    assert max(p.abs().max() for p in model.discriminator.parameters()) <= 0.01
+    assert max(p.abs().max() for p in model.generator.parameters()) > 0.01  # the generator is left alone
+
+
+def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_a_mean_shift():
+    features = torch.randn(500, 8, dtype=torch.float64) @ torch.randn(8, 8, dtype=torch.float64)
+    assert abs(frechet_distance(features, features)) < 1e-6
+    shifts = [frechet_distance(features, features + shift) for shift in (0.1, 0.5, 1.0)]
+    assert shifts == sorted(shifts)
+    # A constant shift moves only the means: FID = ||shift||^2 = 8 * shift^2.
+    assert shifts[2] == pytest.approx(8.0, rel=1e-6)
+
+
+def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():
+    # For diagonal covariances the matrix square root is elementwise: FID = |mu1 - mu2|^2 + sum (s1 - s2)^2.
+    mean_1, mean_2 = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64), torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    std_1, std_2 = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64), torch.tensor([3.0, 1.0, 0.5], dtype=torch.float64)
+    fid = frechet_distance((mean_1, torch.diag(std_1 ** 2)), (mean_2, torch.diag(std_2 ** 2)))
+    assert fid == pytest.approx(5.0 + 4.0 + 1.0)
+
+
+def test_classifier_is_trained_once_then_loaded_from_its_cache(mnist_root, capsys):
+    classifier, info = load_classifier("mnist", mnist_root, epochs=1)
+    assert "training the mnist classifier" in capsys.readouterr().out
+    assert (mnist_root / "classifiers" / "mnist-32px.pt").is_file()
+    assert 0 <= info["test_accuracy"] <= 1 and info["floor"] >= 0
+    again, info_again = load_classifier("mnist", mnist_root)
+    assert capsys.readouterr().out == ""
+    assert info_again == info
+    assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
+
+
+def test_scorer_histogram_and_28_pixel_samples(mnist_root):
+    scorer = SampleScorer("mnist", mnist_root)
+    from common.data import load_dataset
+    test_images, _ = load_dataset("mnist", mnist_root, image_size=28, train=False)
+    fid, shares = scorer.score(test_images.float() / 255)  # 28x28 samples get the loader's padding
+    assert fid == pytest.approx(0.0, abs=1e-4)  # the test set against itself
+    assert len(shares) == 10 and sum(shares) == pytest.approx(1.0)
+
+
+def test_corrupt_cached_classifier_is_a_clear_error(mnist_root):
+    (mnist_root / "classifiers").mkdir()
+    (mnist_root / "classifiers" / "mnist-32px.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="delete it"):
+        load_classifier("mnist", mnist_root)
+
+
+def initial_weights(config, seed=0):
+    torch.manual_seed(seed)  # train.py seeds before it builds the model
+    return GAN(**config).state_dict()
+
+
+@pytest.mark.parametrize("loss", gan_model.LOSSES)
+def test_one_epoch_of_each_loss_changes_both_networks(loss, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1", "--loss", loss,
+             "--batch-size", "32", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0",
+             "--fid-samples", "0")
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    before = initial_weights(checkpoint["model_config"])
+    for network in ("generator", "discriminator"):
+        changed = [not torch.equal(value, before[name]) for name, value in checkpoint["model"].items()
+                   if name.startswith(network) and value.is_floating_point()]
+        assert any(changed), network
+    if loss == "wgan":
+        assert max(v.abs().max() for k, v in checkpoint["model"].items()
+                   if k.startswith("discriminator") and v.is_floating_point() and "running" not in k) <= 0.01
+
+
+@pytest.mark.parametrize("loss", gan_model.LOSSES)
+def test_command_line_smoke_run_of_each_loss(loss, tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(ROOT / "GAN" / "train.py"), "--dataset", "fake", "--data-root", str(tmp_path),
+                             "--epochs", "2", "--loss", loss, "--batch-size", "32", "--width", "8", "--fid-every", "1",
+                             "--fid-samples", "200", "--out", str(out), "--device", "cpu"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FID of 200 samples" in result.stdout
+    for name in ["log.csv", "fid.csv", "checkpoint.pt", "frames/samples_002.png", "samples.png", "training.gif",
+                 "loss_curves.png", "fid_curve.png"]:
+        assert (out / name).is_file(), name
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "wasserstein", "gradient_penalty", "fid_2k"} <= set(header)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, monkeypatch):
+    common = ["--dataset", "fake", "--data-root", str(tmp_path), "--loss", "wgan-gp", "--batch-size", "32", "--width", "8",
+              "--device", "cpu", "--fid-every", "0", "--fid-samples", "0"]
+    run_main(gan_train, monkeypatch, *common, "--epochs", "2", "--out", str(tmp_path / "straight"))
+    run_main(gan_train, monkeypatch, *common, "--epochs", "1", "--out", str(tmp_path / "resumed"))
+    run_main(gan_train, monkeypatch, "--resume", str(tmp_path / "resumed" / "checkpoint.pt"), "--epochs", "2")
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert resumed["epoch"] == 2
+    assert all(torch.equal(straight["model"][name], resumed["model"][name]) for name in straight["model"])
+
+
+def test_sample_script_writes_images_in_zero_one(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1", "--width", "8",
+             "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+    run_main(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--num", "10", "--out", str(tmp_path / "s.pt"), "--device", "cpu")
+    images = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert images.shape == (10, 1, 32, 32) and images.min() >= 0 and images.max() <= 1
+    message = error_of(gan_sample, monkeypatch, str(tmp_path / "s.pt"), "--out", str(tmp_path / "x.png"))
+    assert "not a checkpoint" in message
+
+
+def test_bad_inputs_end_in_one_line(tmp_path, monkeypatch):
+    assert "image size 48" in error_of(gan_train, monkeypatch, "--dataset", "fake", "--image-size", "48",
+                                       "--out", str(tmp_path / "a"), "--device", "cpu")
+    assert "unknown dataset" in error_of(gan_train, monkeypatch, "--dataset", "imagenet", "--out", str(tmp_path / "b"))
+
+
+def test_fid_script_scores_a_sample_file(mnist_root, tmp_path, monkeypatch, capsys):
+    from common import fid as fid_script
+    torch.save(torch.rand(30, 1, 32, 32), tmp_path / "samples.pt")
+    run_main(fid_script, monkeypatch, str(tmp_path / "samples.pt"), "--data-root", str(mnist_root))
+    output = capsys.readouterr().out
+    assert "30 samples: FID" in output and "class histogram: 0:" in output
+    torch.save({"not": "images"}, tmp_path / "bad.pt")
+    assert "image tensor" in error_of(fid_script, monkeypatch, str(tmp_path / "bad.pt"), "--data-root", str(mnist_root))
