@@ -21,9 +21,27 @@ in G, strided convs with LeakyReLU(0.2) in D, every weight drawn from N(0, 0.02)
              L_D = f(G(z)) - f(x) + lambda (||grad f(x^)||_2 - 1)^2     L_G = -f(G(z))
              The penalty is per sample, so the critic has no BatchNorm (it would mix samples).
 
-All losses are means over the batch. Defines: Generator, Discriminator, and GAN, which holds both and has
-discriminator_loss / generator_loss (each returns its total and named parts), clip_critic_weights, sample.
+--model adds a code c that G takes beside z, and what D does with it (y: a class label; CE: cross-entropy):
+
+    dcgan    no code.
+    cgan     (Mirza & Osindero, "Conditional Generative Adversarial Nets", arXiv:1411.1784): G(z, y), and D
+             sees y as ten one-hot planes stacked on the image, so it judges "a real image of class y".
+    acgan    (Odena et al., "Conditional Image Synthesis with Auxiliary Classifier GANs", arXiv:1610.09585):
+             G(z, y); D sees the image only and also predicts its class with a second head:
+             L_D += CE(class(x), y) + CE(class(G(z, y)), y)      L_G += CE(class(G(z, y)), y)
+    infogan  (Chen et al., "InfoGAN", arXiv:1606.03657): G(z, c) with c = (c1 ~ Cat(10), c2, c3 ~ U(-1, 1)),
+             no labels. A head Q on D's body predicts c back from G(z, c); maximising
+             L_I = E[log Q(c | G(z, c))] + H(c)  <=  I(c; G(z, c))
+             keeps c readable from the image, so c1 tends to take the digit class. With Q a categorical for c1
+             and a unit-variance Gaussian for c2, c3:
+             L_D += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2)   and the same term in L_G.
+
+All losses are means over the batch, in nats. Defines: Generator, Discriminator, and GAN, which holds both
+and has random_codes / generate / sample, discriminator_loss / generator_loss (each returns its total
+and named parts), information_loss, encode_category and clip_critic_weights.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,17 +49,19 @@ from torch import nn
 from common.blocks import DownBlock, UpBlock, num_halvings
 
 LOSSES = ("gan", "wgan", "wgan-gp")
+MODELS = ("dcgan", "cgan", "acgan", "infogan")
 
 
 class Generator(nn.Module):
-    """z (B, latent_dim) -> image (B, C, S, S) in [-1, 1]; shape comments are for 32x32 and width w."""
+    """input (B, input_dim) -> image (B, C, S, S) in [-1, 1]: input is z, or z joined to a code.
+    Shape comments are for 32x32 and width w."""
 
-    def __init__(self, latent_dim=100, channels=1, image_size=32, width=64):
+    def __init__(self, input_dim=100, channels=1, image_size=32, width=64):
         super().__init__()
         doublings = num_halvings(image_size)                  # 4 -> S: 3 doublings at 32 px, 4 at 64 px
         top = width * 2 ** (doublings - 1)
-        layers = [nn.Unflatten(1, (latent_dim, 1, 1)),          # (B, latent, 1, 1)
-                  nn.ConvTranspose2d(latent_dim, top, 4, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # (B, 4w, 4, 4)
+        layers = [nn.Unflatten(1, (input_dim, 1, 1)),           # (B, input, 1, 1)
+                  nn.ConvTranspose2d(input_dim, top, 4, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # (B, 4w, 4, 4)
         for i in range(doublings - 1):                         # (B, 2w, 8, 8) (B, w, 16, 16)
             layers.append(UpBlock(top >> i, top >> (i + 1)))
         layers += [nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh()]  # (B, C, 32, 32)
@@ -54,10 +74,11 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """image (B, C, S, S) -> score (B,): a logit for the GAN loss, a critic value for the Wasserstein ones.
 
-    `features` is the body up to the 4x4 map, kept separate so that extra heads can share it.
+    `features` is the body up to the 4x4 map; `code`, when code_outputs > 0, is a second head on that body
+    (ACGAN's class logits, InfoGAN's Q).
     """
 
-    def __init__(self, channels=1, image_size=32, width=64, batch_norm=True, downsample="stride"):
+    def __init__(self, channels=1, image_size=32, width=64, batch_norm=True, downsample="stride", code_outputs=0):
         super().__init__()
         halvings = num_halvings(image_size)
         # No BatchNorm on the first block: DCGAN found that normalising the input layer makes training unstable.
@@ -65,8 +86,10 @@ class Discriminator(nn.Module):
         for i in range(halvings - 1):                                                    # (B, 2w, 8, 8) (B, 4w, 4, 4)
             blocks.append(DownBlock(width << i, width << (i + 1), batch_norm, downsample))
         self.features = nn.Sequential(*blocks)
-        self.feature_channels = width << (halvings - 1)
-        self.score = nn.Conv2d(self.feature_channels, 1, 4)                              # (B, 1, 1, 1)
+        top = width << (halvings - 1)
+        self.score = nn.Conv2d(top, 1, 4)                                                # (B, 1, 1, 1)
+        self.code = nn.Sequential(nn.Flatten(), nn.Linear(top * 4 * 4, 128), nn.LeakyReLU(0.2),  # (B, 128)
+                                  nn.Linear(128, code_outputs)) if code_outputs else None         # (B, code_outputs)
 
     def forward(self, x):
         return self.score(self.features(x)).flatten()                                    # (B,)
@@ -85,59 +108,137 @@ def init_dcgan_weights(module):
 
 class GAN(nn.Module):
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
-                 clip=0.01, gp_weight=10.0):
+                 clip=0.01, gp_weight=10.0, variant="dcgan", num_classes=10, continuous_codes=2, code_weight=1.0):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
+        if loss not in LOSSES or variant not in MODELS:
+            raise ValueError(f"loss must be one of {LOSSES} and variant one of {MODELS}, not {loss!r}, {variant!r}")
         channels, size, _ = image_shape
         self.latent_dim, self.loss_type, self.clip, self.gp_weight = latent_dim, loss, clip, gp_weight
-        self.generator = Generator(latent_dim, channels, size, width)
-        self.discriminator = Discriminator(channels, size, width, batch_norm=loss != "wgan-gp", downsample=downsample)
+        self.variant, self.num_classes, self.continuous_codes, self.code_weight = variant, num_classes, continuous_codes, code_weight
+        code_dim = {"dcgan": 0, "cgan": num_classes, "acgan": num_classes, "infogan": num_classes + continuous_codes}[variant]
+        self.generator = Generator(latent_dim + code_dim, channels, size, width)
+        self.discriminator = Discriminator(channels + (num_classes if variant == "cgan" else 0), size, width,
+                                           batch_norm=loss != "wgan-gp", downsample=downsample,
+                                           code_outputs=code_dim if variant in ("acgan", "infogan") else 0)
         self.apply(init_dcgan_weights)
 
     def noise(self, count):
         return torch.randn(count, self.latent_dim, device=self.generator.net[1].weight.device)
 
-    @torch.no_grad()
-    def sample(self, count=None, z=None):
-        """Images in [0, 1] from z (or from `count` fresh noise vectors)."""
-        z = self.noise(count) if z is None else z
-        return (self.generator(z) + 1) / 2
+    def random_codes(self, count, labels=None):
+        """The code each fake image of a batch is made from: the real batch's labels (cgan, acgan), so that
+        the fake classes follow the data's; a fresh c1 ~ Cat(10), c2, c3 ~ U(-1, 1) (infogan); none (dcgan)."""
+        if self.variant in ("cgan", "acgan"):
+            return {"labels": labels}
+        if self.variant == "infogan":
+            device = self.generator.net[1].weight.device
+            return {"labels": torch.randint(self.num_classes, (count,), device=device),
+                    "continuous": torch.rand(count, self.continuous_codes, device=device) * 2 - 1}
+        return {}
 
-    def discriminator_loss(self, real, fake):
-        """L_D on a real and a generated batch (pass fake detached). Parts: D(x) and D(G(z)) as batch means
-        (probabilities for "gan", critic values otherwise), and the Wasserstein estimate for the critics."""
-        real_score, fake_score = self.discriminator(real), self.discriminator(fake)
+    def generate(self, z, codes):
+        """G(z, c): the class joins z as one-hot columns, InfoGAN's continuous codes as they are."""
+        inputs = [z]                                                                       # (B, latent)
+        if "labels" in codes:
+            inputs.append(F.one_hot(codes["labels"], self.num_classes).to(z.dtype))       # (B, 10)
+        if "continuous" in codes:
+            inputs.append(codes["continuous"])                                             # (B, 2)
+        return self.generator(torch.cat(inputs, 1))                                       # (B, C, S, S)
+
+    @torch.no_grad()
+    def sample(self, count=None, z=None, labels=None, continuous=None):
+        """Images in [0, 1] from z (or `count` fresh noise vectors). Codes not given are drawn at random:
+        uniform classes (cgan, acgan, infogan's c1), U(-1, 1) for infogan's c2, c3."""
+        z = self.noise(count) if z is None else z
+        codes = {}
+        if self.variant != "dcgan":
+            codes["labels"] = torch.randint(self.num_classes, (len(z),), device=z.device) if labels is None else labels
+        if self.variant == "infogan":
+            codes["continuous"] = torch.rand(len(z), self.continuous_codes, device=z.device) * 2 - 1 if continuous is None else continuous
+        return (self.generate(z, codes) + 1) / 2
+
+    def discriminate(self, images, labels=None):
+        """D's score (B,) and its code head's output (B, K) or None. For cgan, D sees the label as one-hot planes."""
+        if self.variant == "cgan":
+            planes = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None]  # (B, 10, 1, 1)
+            images = torch.cat([images, planes.expand(-1, -1, *images.shape[2:])], 1)      # (B, C + 10, S, S)
+        features = self.discriminator.features(images)                                      # (B, 4w, 4, 4)
+        score = self.discriminator.score(features).flatten()                                # (B,)
+        return score, None if self.discriminator.code is None else self.discriminator.code(features)
+
+    def discriminator_loss(self, real, fake, real_labels=None, codes=None):
+        """L_D on a real and a generated batch (pass fake detached, and the codes it was made from). Parts:
+        D(x) and D(G(z)) as batch means (probabilities for "gan", critic values otherwise), the Wasserstein
+        estimate and penalty for the critics, the class loss (acgan) or the information loss (infogan)."""
+        codes = codes or {}
+        real_score, real_code = self.discriminate(real, real_labels)
+        fake_score, fake_code = self.discriminate(fake, codes.get("labels"))
         if self.loss_type == "gan":
             # L_D = -log sigma(D(x)) - log(1 - sigma(D(G(z)))), with -log sigma(s) = softplus(-s), -log(1 - sigma(s)) = softplus(s)
             total = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
-            return {"total": total, "d_real": torch.sigmoid(real_score).mean(), "d_fake": torch.sigmoid(fake_score).mean()}
-        # W(p_data, p_G) ~ E[f(x)] - E[f(G(z))]
-        wasserstein = real_score.mean() - fake_score.mean()
-        parts = {"d_real": real_score.mean(), "d_fake": fake_score.mean(), "wasserstein": wasserstein}
-        if self.loss_type == "wgan":
+            parts = {"d_real": torch.sigmoid(real_score).mean(), "d_fake": torch.sigmoid(fake_score).mean()}
+        else:
+            # W(p_data, p_G) ~ E[f(x)] - E[f(G(z))]
+            wasserstein = real_score.mean() - fake_score.mean()
+            parts = {"d_real": real_score.mean(), "d_fake": fake_score.mean(), "wasserstein": wasserstein}
             # L_D = f(G(z)) - f(x)
-            return {"total": -wasserstein, **parts}
-        penalty = self.gradient_penalty(real, fake)
-        # L_D = f(G(z)) - f(x) + lambda (||grad f(x^)||_2 - 1)^2
-        return {"total": -wasserstein + self.gp_weight * penalty, "gradient_penalty": penalty, **parts}
+            total = -wasserstein
+            if self.loss_type == "wgan-gp":
+                penalty = self.gradient_penalty(real, fake, real_labels)
+                # L_D = f(G(z)) - f(x) + lambda (||grad f(x^)||_2 - 1)^2
+                total = total + self.gp_weight * penalty
+                parts["gradient_penalty"] = penalty
+        if self.variant == "acgan":
+            # L_D += CE(class(x), y) + CE(class(G(z, y)), y)
+            class_loss = F.cross_entropy(real_code, real_labels) + F.cross_entropy(fake_code, codes["labels"])
+            total = total + self.code_weight * class_loss
+            parts["class_loss"] = class_loss
+        if self.variant == "infogan":
+            information = self.information_loss(fake_code, codes)
+            # L_D += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2 + const)
+            total = total + self.code_weight * information
+            # L_I = H(c) - that loss, with H(c) = log 10 + 2 log 2 for Cat(10) and two U(-1, 1): the bound on I(c; G(z, c))
+            parts["information_bound"] = math.log(self.num_classes) + self.continuous_codes * math.log(2) - information
+        return {"total": total, **parts}
 
-    def gradient_penalty(self, real, fake):
+    def gradient_penalty(self, real, fake, labels=None):
         """E[(||grad_x^ f(x^)||_2 - 1)^2] at x^ = e x + (1 - e) G(z), one e ~ U[0, 1] per sample."""
         e = torch.rand(len(real), 1, 1, 1, device=real.device)
         between = (e * real + (1 - e) * fake).requires_grad_(True)
         # create_graph: the penalty is itself differentiated when L_D is minimised
-        grad, = torch.autograd.grad(self.discriminator(between).sum(), between, create_graph=True)
+        grad, = torch.autograd.grad(self.discriminate(between, labels)[0].sum(), between, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
-    def generator_loss(self, fake):
-        """L_G on a generated batch that still carries the generator's graph."""
-        fake_score = self.discriminator(fake)
+    def generator_loss(self, fake, codes=None):
+        """L_G on a generated batch that still carries the generator's graph, and the codes it was made from."""
+        codes = codes or {}
+        fake_score, fake_code = self.discriminate(fake, codes.get("labels"))
         if self.loss_type == "gan":
             # L_G = -log sigma(D(G(z))), the non-saturating loss
-            return {"total": F.softplus(-fake_score).mean()}
-        # L_G = -f(G(z))
-        return {"total": -fake_score.mean()}
+            total = F.softplus(-fake_score).mean()
+        else:
+            # L_G = -f(G(z))
+            total = -fake_score.mean()
+        if self.variant == "acgan":
+            # L_G += CE(class(G(z, y)), y)
+            total = total + self.code_weight * F.cross_entropy(fake_code, codes["labels"])
+        if self.variant == "infogan":
+            # L_G += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2 + const)
+            total = total + self.code_weight * self.information_loss(fake_code, codes)
+        return {"total": total}
+
+    def information_loss(self, q_output, codes):
+        """-E[log Q(c | G(z, c))] in nats per image: Q is a categorical over c1 (the first num_classes outputs)
+        and a unit-variance Gaussian with mean mu_i over each continuous c_i (the rest)."""
+        logits, means = q_output[:, :self.num_classes], q_output[:, self.num_classes:]
+        # -log N(c_i; mu_i, 1) = (c_i - mu_i)^2 / 2 + log(2 pi) / 2
+        gaussian = ((codes["continuous"] - means) ** 2 / 2 + math.log(2 * math.pi) / 2).sum(1)
+        return F.cross_entropy(logits, codes["labels"]) + gaussian.mean()
+
+    @torch.no_grad()
+    def encode_category(self, images):
+        """InfoGAN: the most likely c1 under Q for each image (B,), the code the digit class should map to."""
+        return self.discriminate(images * 2 - 1)[1][:, :self.num_classes].argmax(1)
 
     @torch.no_grad()
     def clip_critic_weights(self):

@@ -1,20 +1,29 @@
-"""Train a DCGAN-architecture GAN with the GAN, WGAN or WGAN-GP loss, and measure it by FID.
+"""Train a DCGAN-architecture GAN with the GAN, WGAN or WGAN-GP loss, plain or conditional, and measure it by FID.
 
     python GAN/train.py --epochs 20                          # DCGAN (non-saturating loss) on MNIST
     python GAN/train.py --loss wgan-gp                       # critic with gradient penalty, 5 critic steps per G step
     python GAN/train.py --loss wgan --downsample maxpool     # weight clipping; conv + max-pool in the critic
+    python GAN/train.py --model cgan                         # conditional: G(z, y) and D(x, y)
+    python GAN/train.py --model acgan                        # D also classifies; both get the class loss
+    python GAN/train.py --model infogan                      # no labels: a categorical and two continuous codes
     python GAN/train.py --dataset cifar10 --width 64
     python GAN/train.py --resume GAN/results/mnist-gan/checkpoint.pt --epochs 40
 
 An epoch is one pass of the discriminator over the training set; the generator steps once every
---n-critic discriminator steps. Everything goes to --out (default GAN/results/<dataset>-<loss>/):
+--n-critic discriminator steps. Everything goes to --out (default GAN/results/<dataset>-<loss>/ for
+dcgan, GAN/results/<dataset>-<model>[-<loss>]/ for the others):
     log.csv               one row per epoch: D and G losses, D(x), D(G(z)), the Wasserstein estimate
                           (critics only), the gradient penalty (wgan-gp), FID of 2,000 samples every
-                          --fid-every epochs, time
+                          --fid-every epochs (with the class accuracy of cgan/acgan samples, or InfoGAN's
+                          clustering accuracy on the test set), time
     fid.csv               at the end: FID of --fid-samples samples against the test set, the real floor,
-                          and the share of each class among the samples (mode collapse shows here)
+                          and the share of each class among the samples (mode collapse shows here); for
+                          cgan/acgan the classifier's accuracy on the requested classes, overall and per
+                          class; for infogan the test-set accuracy of the best one-to-one map c1 -> digit
     checkpoint.pt         both networks, both optimizers, epoch, args and random states, rewritten each epoch
-    frames/samples_NNN.png, samples.png, training.gif    generated from a fixed z, every epoch
+    frames/samples_NNN.png, samples.png, training.gif    generated from a fixed z, every epoch; for the
+                          conditional models one row per class (infogan: per value of c1), one fixed z per column
+    infogan_c2.png, infogan_c3.png   infogan: rows c1 = 0..9, columns c2 (or c3) from -2 to 2, the rest fixed
     loss_curves.png       D and G losses per epoch; fid_curve.png: the 2,000-sample FID over training
 FID is computed in the feature space of a small classifier trained on the dataset's labels (common/fid.py);
 datasets without labels get no FID.
@@ -36,7 +45,7 @@ from common.fid import SampleScorer
 from common.figures import save_curves, save_gif
 from common.utils import (add_shared_flags, append_csv, choose_device, load_weights, print_progress,
                           read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
-from GAN.model import GAN, LOSSES
+from GAN.model import GAN, LOSSES, MODELS
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,10 +62,15 @@ def main():
     settings = "; ".join(f"{loss}: {s['optimizer']} lr {s['lr']:g}" + (f" betas {s['betas']}" if "betas" in s else "")
                          + f", {s['n_critic']} D step(s) per G step" for loss, s in PAPER_SETTINGS.items())
     parser = argparse.ArgumentParser(description="Train a GAN.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     epilog=f"Defaults per --loss (the papers'): {settings}.")
-    add_shared_flags(parser, HERE, epochs=20, batch_size=64, lr=None, latent_dim=100)
+                                     epilog=f"Defaults per --loss (the papers'): {settings}. --latent-dim: 100, "
+                                            f"62 for infogan (its paper's MNIST setting).")
+    add_shared_flags(parser, HERE, epochs=20, batch_size=64, lr=None, latent_dim=None)
+    parser.add_argument("--model", default="dcgan", choices=MODELS,
+                        help="dcgan: unconditional; cgan, acgan: conditioned on the class label; infogan: on learned codes")
     parser.add_argument("--loss", default="gan", choices=LOSSES,
                         help="gan: non-saturating GAN loss; wgan: weight clipping; wgan-gp: gradient penalty")
+    parser.add_argument("--code-weight", type=float, default=1.0,
+                        help="weight of ACGAN's class loss and of InfoGAN's information loss (lambda)")
     parser.add_argument("--width", type=int, default=32,
                         help="channels of the largest feature maps (DCGAN used 64 at 64x64 pixels; 32 suits 32x32 digits "
                              "and trains 2.4x faster on a CPU)")
@@ -75,16 +89,24 @@ def main():
 
 
 def train(args):
-    args, checkpoint, out = start_run(args, "GAN", HERE / "results" / f"{args.dataset}-{args.loss}")
+    run_name = f"{args.dataset}-{args.loss}" if args.model == "dcgan" else \
+        f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
+    args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name)
     device = choose_device(args.device)
     seed_everything(args.seed)
     settings = PAPER_SETTINGS[args.loss]
     args.lr = args.lr or settings["lr"]
     args.n_critic = args.n_critic or settings["n_critic"]
+    args.latent_dim = args.latent_dim or (62 if args.model == "infogan" else 100)
 
     train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+    uses_labels = args.model in ("cgan", "acgan")  # infogan never sees them
+    if uses_labels and train_labels is None:
+        raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")
+    num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, width=args.width,
-                        loss=args.loss, downsample=args.downsample, clip=args.clip, gp_weight=args.gp_weight)
+                        loss=args.loss, downsample=args.downsample, clip=args.clip, gp_weight=args.gp_weight,
+                        variant=args.model, num_classes=num_classes, code_weight=args.code_weight)
     model = GAN(**model_config).to(device)
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":
@@ -93,12 +115,15 @@ def train(args):
     else:
         d_optimizer = torch.optim.RMSprop(model.discriminator.parameters(), lr=args.lr)
         g_optimizer = torch.optim.RMSprop(model.generator.parameters(), lr=args.lr)
-    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed, value_range=(-1.0, 1.0))
-    fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    batches = Batches(train_images.to(device), train_labels.to(device) if uses_labels else None, args.batch_size,
+                      seed=args.seed, value_range=(-1.0, 1.0))
+    fixed = fixed_codes(model, args.seed, device)
+    test_images, test_labels = (load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+                                if args.model == "infogan" and train_labels is not None else (None, None))
     scorer = None
     if train_labels is not None and (args.fid_every or args.fid_samples):
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size, device)
-    print(f"GAN ({args.loss}, G {sum(p.numel() for p in model.generator.parameters()):,} + "
+    print(f"GAN ({args.model}, {args.loss} loss, G {sum(p.numel() for p in model.generator.parameters()):,} + "
           f"D {sum(p.numel() for p in model.discriminator.parameters()):,} parameters) on {args.dataset} "
           f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {settings['optimizer']} lr {args.lr:g}, "
           f"{args.n_critic} D step(s) per G step, device {device}, writing to {out}"
@@ -115,16 +140,19 @@ def train(args):
 
     for epoch in range(start_epoch, args.epochs + 1):
         model.train()
-        sums, g_steps = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0}, 0
+        sums = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0,
+                "class_loss": 0.0, "information_bound": 0.0}
+        g_steps = 0
         g_loss_sum = 0.0
         started = last_report = time.time()
-        for step, (real, _) in enumerate(batches, 1):
+        for step, (real, real_labels) in enumerate(batches, 1):
             generator_steps_now = ((epoch - 1) * len(batches) + step) % args.n_critic == 0  # counted over the run
+            z, codes = model.noise(len(real)), model.random_codes(len(real), real_labels)
             with torch.set_grad_enabled(generator_steps_now):  # G's graph is needed only for its own step
-                fake = model.generator(model.noise(len(real)))
+                fake = model.generate(z, codes)
 
-            # ---- D phase: raise D(x), lower D(G(z)) ----
-            d_parts = model.discriminator_loss(real, fake.detach())
+            # ---- D phase: raise D(x), lower D(G(z)) (and learn the class / the codes back) ----
+            d_parts = model.discriminator_loss(real, fake.detach(), real_labels, codes)
             d_optimizer.zero_grad(set_to_none=True)
             d_parts["total"].backward()
             d_optimizer.step()
@@ -133,7 +161,7 @@ def train(args):
 
             # ---- G phase, every n_critic D steps: raise D(G(z)) under the D just updated ----
             if generator_steps_now:
-                g_loss = model.generator_loss(fake)["total"]
+                g_loss = model.generator_loss(fake, codes)["total"]
                 g_optimizer.zero_grad(set_to_none=True)
                 g_loss.backward()
                 g_optimizer.step()
@@ -141,7 +169,7 @@ def train(args):
                 g_steps += 1
 
             sums["d_loss"] += d_parts["total"].detach()  # stays on the device: no GPU sync per step
-            for name in ("d_real", "d_fake", "wasserstein", "gradient_penalty"):
+            for name in ("d_real", "d_fake", "wasserstein", "gradient_penalty", "class_loss", "information_bound"):
                 if name in d_parts:
                     sums[name] += d_parts[name].detach()
             if time.time() - last_report > 10 or step == len(batches):  # .item() waits for the GPU: not every step
@@ -157,20 +185,33 @@ def train(args):
                "d_real": sums["d_real"].item() / len(batches), "d_fake": sums["d_fake"].item() / len(batches),
                "wasserstein": sums["wasserstein"].item() / len(batches) if args.loss != "gan" else "",
                "gradient_penalty": sums["gradient_penalty"].item() / len(batches) if args.loss == "wgan-gp" else ""}
+        if args.model == "acgan":
+            row["class_loss"] = sums["class_loss"].item() / len(batches)
+        if args.model == "infogan":
+            row["information_bound"] = sums["information_bound"].item() / len(batches)
 
         # ---- evaluate: FID of 2,000 samples, cheap enough to watch quality over training ----
         model.eval()
-        row["fid_2k"] = ""
+        row |= {"fid_2k": "", "accuracy_2k": ""} if uses_labels else {"fid_2k": ""}
+        if args.model == "infogan":
+            row["cluster_accuracy"] = ""
         if scorer and args.fid_every and (epoch % args.fid_every == 0 or epoch == args.epochs):
-            row["fid_2k"], _ = scorer.score(generate(model, 2000, args.batch_size * 16, seed=epoch))
+            quality = measure(model, scorer, 2000, args.batch_size * 16, epoch, test_images, test_labels)
+            row["fid_2k"] = quality["fid"]
+            if uses_labels:
+                row["accuracy_2k"] = quality["accuracy"]
+            if args.model == "infogan":
+                row["cluster_accuracy"] = quality["cluster_accuracy"]
         print(f"epoch {epoch}/{args.epochs} | D loss {row['d_loss']:.4f} | G loss {row['g_loss']:.4f} | "
               f"D(x) {row['d_real']:.3f} | D(G(z)) {row['d_fake']:.3f}"
               + (f" | W estimate {row['wasserstein']:.4f}" if args.loss != "gan" else "")
               + (f" | FID (2k samples) {row['fid_2k']:.3f}" if row["fid_2k"] != "" else "")
+              + (f" | class accuracy {row['accuracy_2k']:.4f}" if row.get("accuracy_2k", "") != "" else "")
+              + (f" | clustering accuracy {row['cluster_accuracy']:.4f}" if row.get("cluster_accuracy", "") != "" else "")
               + f" | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
 
         # ---- pictures, log row and checkpoint ----
-        save_image(model.sample(z=fixed_z), out / "frames" / f"samples_{epoch:03d}.png", nrow=8)
+        save_image(model.sample(**fixed), out / "frames" / f"samples_{epoch:03d}.png", nrow=8 if args.model == "dcgan" else 10)
         append_csv(out / "log.csv", {name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
                    | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_checkpoint(out / "checkpoint.pt", {
@@ -180,13 +221,26 @@ def train(args):
 
     # ---- end of run: the full FID and class histogram, figures ----
     if scorer and args.fid_samples:
-        fid, shares = scorer.score(generate(model, args.fid_samples, args.batch_size * 16, seed=args.seed))
-        floor = scorer.info["floor"]
+        quality = measure(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_images, test_labels)
+        fid, floor, shares = quality["fid"], scorer.info["floor"], quality["shares"]
+        extra = {}
+        if uses_labels:
+            extra = {"accuracy": f"{quality['accuracy']:.4f}",
+                     **{f"accuracy_{c}": f"{a:.4f}" for c, a in enumerate(quality["class_accuracy"])}}
+        if args.model == "infogan":
+            extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}"}
         append_csv(out / "fid.csv", {"epoch": args.epochs, "samples": args.fid_samples, "fid": f"{fid:.4f}",
-                                     "floor": f"{floor:.4f}", "fid_over_floor": f"{fid / floor:.2f}",
+                                     "floor": f"{floor:.4f}", "fid_over_floor": f"{fid / floor:.2f}", **extra,
                                      **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
         print(f"FID of {args.fid_samples} samples against the test set: {fid:.3f} (real floor {floor:.3f}, "
               f"{fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
+        if uses_labels:
+            print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
+                  + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))
+        if args.model == "infogan":
+            print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set")
+    if args.model == "infogan":
+        draw_code_sweeps(model, args.seed, out)
     frames = sorted((out / "frames").glob("samples_*.png"))
     if frames:
         save_gif(frames, out / "training.gif")
@@ -201,12 +255,72 @@ def train(args):
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
 
 
+def fixed_codes(model, seed, device):
+    """The inputs of the picture drawn every epoch: 64 fixed z for dcgan; for the conditional models a
+    10 x 10 grid whose row r has class (or c1) r and whose column k has the k-th fixed z, c2 = c3 = 0."""
+    draw = torch.Generator().manual_seed(seed)
+    if model.variant == "dcgan":
+        return {"z": torch.randn(64, model.latent_dim, generator=draw).to(device)}
+    rows = model.num_classes
+    codes = {"z": torch.randn(10, model.latent_dim, generator=draw).repeat(rows, 1).to(device),
+             "labels": torch.arange(rows).repeat_interleave(10).to(device)}
+    if model.variant == "infogan":
+        codes["continuous"] = torch.zeros(rows * 10, model.continuous_codes, device=device)
+    return codes
+
+
 @torch.no_grad()
-def generate(model, count, batch_size, seed):
-    """`count` images in [0, 1] from seeded noise, so that FIDs of one model are repeatable."""
+def measure(model, scorer, count, batch_size, seed, test_images=None, test_labels=None):
+    """FID and class shares of `count` samples from seeded noise (repeatable for one model). Conditional
+    models get balanced requested classes and their accuracy; InfoGAN gets its clustering accuracy."""
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.latent_dim, generator=generator).to(next(model.parameters()).device)
-    return torch.cat([model.sample(z=chunk) for chunk in z.split(batch_size)])
+    z = torch.randn(count, model.latent_dim, generator=generator).to(device)
+    labels = (torch.arange(count) % model.num_classes).to(device)
+    if model.variant in ("cgan", "acgan"):
+        images = torch.cat([model.sample(z=z_part, labels=y_part) for z_part, y_part in zip(z.split(batch_size), labels.split(batch_size))])
+    else:
+        images = torch.cat([model.sample(z=z_part) for z_part in z.split(batch_size)])
+    fid, shares = scorer.score(images)
+    quality = {"fid": fid, "shares": shares}
+    if model.variant in ("cgan", "acgan"):
+        quality["accuracy"], quality["class_accuracy"] = scorer.accuracy(images, labels)
+    if model.variant == "infogan" and test_images is not None:
+        codes = torch.cat([model.encode_category(chunk.to(device).float() / 255) for chunk in test_images.split(batch_size)])
+        quality["cluster_accuracy"] = best_assignment_accuracy(codes.cpu(), test_labels, model.num_classes)
+    return quality
+
+
+def best_assignment_accuracy(codes, labels, num_classes):
+    """The accuracy of the best one-to-one map code -> label: a max-weight matching on the code/label
+    count table, solved exactly by dynamic programming over the sets of labels already taken (2^10 states)."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)   # counts[code, label]
+    best = {0: 0}  # labels taken by codes 0..k-1 (a bit mask) -> most images those codes can match
+    for code in range(num_classes):
+        extended = {}
+        for taken, matched in best.items():
+            for label in range(num_classes):
+                if not taken >> label & 1:
+                    key, value = taken | 1 << label, matched + counts[code, label].item()
+                    extended[key] = max(extended.get(key, -1), value)
+        best = extended
+    return best[(1 << num_classes) - 1] / len(labels)
+
+
+@torch.no_grad()
+def draw_code_sweeps(model, seed, out):
+    """InfoGAN: one picture per continuous code; row r has c1 = r, columns sweep that code from -2 to 2,
+    the other continuous code is 0 and z is one fixed vector for the whole picture."""
+    device = next(model.parameters()).device
+    z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    values = torch.linspace(-2, 2, 10, device=device)
+    for index in range(model.continuous_codes):
+        continuous = torch.zeros(model.num_classes, 10, model.continuous_codes, device=device)
+        continuous[:, :, index] = values                                                  # (10 rows, 10 columns, codes)
+        labels = torch.arange(model.num_classes, device=device).repeat_interleave(10)
+        images = model.sample(z=z.expand(len(labels), -1), labels=labels, continuous=continuous.flatten(0, 1))
+        save_image(images, out / f"infogan_c{index + 2}.png", nrow=10)
 
 
 if __name__ == "__main__":

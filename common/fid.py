@@ -60,19 +60,40 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
     if path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            classifier = Classifier(**saved["config"])
-            classifier.load_state_dict(saved["model"])
-            return classifier.to(device).eval(), saved["info"]
+            saved["config"], saved["info"]
         except Exception as error:
             raise InputError(f"the cached classifier {path} cannot be read ({type(error).__name__}): delete it "
                              f"and it will be trained again") from None
+    else:
+        # Training draws on its own copy of the random state, so that a training run that loads the classifier
+        # draws the same noise whether the classifier was cached or had to be trained first.
+        with torch.random.fork_rng(devices=[]):
+            saved = train_classifier(dataset, root, image_size, device, epochs, batch_size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".tmp")
+            torch.save(saved, temporary)
+            temporary.replace(path)
+        except OSError as error:
+            print(f"warning: could not cache the classifier in {path} ({error.strerror}); it is trained again next time")
+    classifier = Classifier(**saved["config"])
+    try:
+        classifier.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError) as error:
+        raise InputError(f"the cached classifier {path} does not fit ({type(error).__name__}): delete it "
+                         f"and it will be trained again") from None
+    return classifier.to(device).eval(), saved["info"]
 
+
+def train_classifier(dataset, root, image_size, device, epochs, batch_size):
+    """Train the classifier on the training set; returns its weights, config and info (test accuracy, floor)."""
     train_images, train_labels = load_dataset(dataset, root, image_size, train=True)
     test_images, test_labels = load_dataset(dataset, root, image_size, train=False)
     if train_labels is None:
         raise InputError(f"FID needs a classifier, and the {dataset} images have no class labels to train one on")
     config = dict(channels=train_images.shape[1], image_size=image_size, num_classes=int(train_labels.max()) + 1)
-    print(f"training the {dataset} classifier for FID once ({epochs} epochs); it is cached in {path}")
+    print(f"training the {dataset} classifier for FID once ({epochs} epochs); it is cached in "
+          f"{classifier_path(dataset, root, image_size)}")
     torch.manual_seed(0)
     classifier = Classifier(**config).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=2e-3)
@@ -89,22 +110,14 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
     classifier.eval()
 
     test_x = test_images.to(device).float() / 255
-    predictions = predict(classifier, test_x)
-    accuracy = (predictions.cpu() == test_labels).double().mean().item()
+    accuracy = (predict(classifier, test_x).cpu() == test_labels).double().mean().item()
     # The floor: 10,000 training images (a fixed random subset) against the test set.
     subset = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))[:10_000]
     floor = frechet_distance(features(classifier, train_images[subset].to(device).float() / 255),
                              features(classifier, test_x))
-    info = {"test_accuracy": accuracy, "floor": floor, "floor_images": len(subset)}
     print(f"classifier test accuracy {accuracy:.4f}, FID floor (train vs test) {floor:.4f}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save({"model": classifier.cpu().state_dict(), "config": config, "info": info}, temporary)
-        temporary.replace(path)
-    except OSError as error:
-        print(f"warning: could not cache the classifier in {path} ({error.strerror}); it is trained again next time")
-    return classifier.to(device).eval(), info
+    return {"model": classifier.cpu().state_dict(), "config": config,
+            "info": {"test_accuracy": accuracy, "floor": floor, "floor_images": len(subset)}}
 
 
 def to_classifier_input(images, image_size):
@@ -159,6 +172,7 @@ class SampleScorer:
 
     def __init__(self, dataset, root, image_size=None, device="cpu"):
         self.classifier, self.info = load_classifier(dataset, root, image_size, device)
+        self.device = device
         self.image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
         test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
         self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
@@ -169,6 +183,13 @@ class SampleScorer:
         fid = frechet_distance(statistics(features(self.classifier, images)), self.test_statistics)
         counts = torch.bincount(predict(self.classifier, images).cpu(), minlength=self.classifier.head.out_features)
         return fid, (counts / counts.sum()).tolist()
+
+    def accuracy(self, images, labels):
+        """How often the classifier names the requested class: overall, and for each class (a list)."""
+        correct = (predict(self.classifier, to_classifier_input(images, self.image_size)) == labels.to(self.device)).cpu()
+        labels = labels.cpu()
+        per_class = [correct[labels == c].double().mean().item() for c in range(self.classifier.head.out_features)]
+        return correct.double().mean().item(), per_class
 
 
 def main():

@@ -51,7 +51,8 @@ class LinearCritic(nn.Module):
 
     def __init__(self, pixels):
         super().__init__()
-        self.linear = nn.Linear(pixels, 1)
+        self.features, self.linear, self.code = nn.Flatten(), nn.Linear(pixels, 1), None
+        self.score = self.linear  # the parts GAN.discriminate uses
 
     def forward(self, x):
         return self.linear(x.flatten(1)).flatten()
