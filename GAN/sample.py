@@ -3,9 +3,14 @@
     python GAN/sample.py GAN/results/mnist-gan/checkpoint.pt --num 64 --out samples.png    # a grid
     python GAN/sample.py GAN/results/mnist-gan/checkpoint.pt --num 10000 --out samples.pt  # float N x C x H x W in [0, 1]
     python common/fid.py samples.pt --data-root ../shared/data                             # its FID and class histogram
+    python GAN/sample.py GAN/results/mnist-cgan/checkpoint.pt --num 1000 --labels 3 7 --out sevens_and_threes.pt
 
 Each image is G(z) for z ~ N(0, I), with the generator's BatchNorm in eval mode (its running statistics).
+Conditional models draw the classes given by --labels (InfoGAN: values of its categorical code c1), else
+every class in turn; a .pt output gets the labels beside it (samples.pt -> samples.labels.pt), which
+common/fid.py then uses to report how often the requested class was drawn.
 """
+import math
 import argparse
 import sys
 from pathlib import Path
@@ -23,17 +28,37 @@ from GAN.model import GAN
 def main():
     parser = argparse.ArgumentParser(description="Sample images from a trained GAN.")
     add_sample_flags(parser)
+    parser.add_argument("--labels", type=int, nargs="+", default=None,
+                        help="conditional models: the classes to draw, repeated up to --num images; None: 0, 1, ..., 9, 0, ...")
     args = parser.parse_args()
     try:
         check_samples_path(args.out)
-        model, _ = load_trained_model(args.checkpoint, "GAN", GAN, choose_device(args.device))
+        device = choose_device(args.device)
+        model, _ = load_trained_model(args.checkpoint, "GAN", GAN, device)
+        labels = requested_labels(model, args.labels, args.num)
         torch.manual_seed(args.seed)
-        images = torch.cat([model.sample(min(args.batch_size, args.num - start)).cpu()
+        images = torch.cat([model.sample(z=model.noise(min(args.batch_size, args.num - start)),
+                                         labels=None if labels is None else labels[start:start + args.batch_size].to(device)).cpu()
                             for start in range(0, args.num, args.batch_size)])
         write_samples(images, args.out)
         print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
+        if labels is not None and Path(args.out).suffix == ".pt":
+            torch.save(labels, Path(args.out).with_suffix(".labels.pt"))
+            print(f"wrote their labels to {Path(args.out).with_suffix('.labels.pt')}")
     except InputError as error:
         sys.exit(f"error: {error}")
+
+
+def requested_labels(model, labels, count):
+    """The label of each of the `count` images (int64), or None for an unconditional model."""
+    if model.variant == "dcgan":
+        if labels is not None:
+            raise InputError("--labels needs a conditional model (--model cgan, acgan or infogan); this checkpoint is a dcgan")
+        return None
+    labels = list(range(model.num_classes)) if labels is None else labels
+    if not all(0 <= label < model.num_classes for label in labels):
+        raise InputError(f"--labels must lie in 0..{model.num_classes - 1}, not {labels}")
+    return torch.tensor(labels).repeat(math.ceil(count / len(labels)))[:count]
 
 
 if __name__ == "__main__":

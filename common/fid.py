@@ -2,6 +2,9 @@
 
     python common/fid.py VAE/results/samples.pt --data-root ../shared/data     # a tensor written by any sample.py
 
+With a samples.labels.pt beside the tensor (GAN/sample.py writes one for conditional models), it also
+reports how often the classifier names the requested class.
+
 The Frechet distance (Heusel et al., arXiv:1706.08500) between two sets of features, each summarised by its
 mean mu and covariance C:
 
@@ -210,6 +213,11 @@ def main():
         print(f"{len(images)} samples: FID {fid:.4f} (floor {scorer.info['floor']:.4f}, "
               f"{fid / scorer.info['floor']:.2f}x the floor)")
         print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(histogram)))
+        labels_path = Path(args.samples).with_suffix(".labels.pt")
+        if labels_path.is_file():
+            accuracy, per_class = scorer.accuracy(images, torch.load(labels_path, weights_only=True))
+            print(f"requested class recognised in {accuracy:.2%} of the samples; per class: "
+                  + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(per_class)))
     except InputError as error:
         sys.exit(f"error: {error}")
 

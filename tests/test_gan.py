@@ -1,4 +1,6 @@
 """GAN/model.py, GAN/train.py, GAN/sample.py and common/fid.py: shapes, the losses' math, FID, and the command line."""
+import itertools
+import math
 import subprocess
 import sys
 
@@ -212,3 +214,129 @@ def test_fid_script_scores_a_sample_file(mnist_root, tmp_path, monkeypatch, caps
     assert "30 samples: FID" in output and "class histogram: 0:" in output
     torch.save({"not": "images"}, tmp_path / "bad.pt")
     assert "image tensor" in error_of(fid_script, monkeypatch, str(tmp_path / "bad.pt"), "--data-root", str(mnist_root))
+
+
+# ---- conditional models: CGAN, ACGAN, InfoGAN ----
+
+@pytest.mark.parametrize("variant", ["cgan", "acgan", "infogan"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_conditional_shapes_and_the_label_reaching_the_image(variant, size):
+    torch.manual_seed(0)
+    model = GAN((1, size, size), latent_dim=8, width=8, variant=variant).eval()
+    z = model.noise(1).expand(2, -1)
+    codes = model.random_codes(2, torch.tensor([3, 7]))
+    codes["labels"] = torch.tensor([3, 7])  # the same z, two labels
+    images = model.generate(z, codes)
+    assert images.shape == (2, 1, size, size)
+    assert (images[0] - images[1]).abs().max() > 0.01 * images.abs().max()  # eval-mode outputs at init are tiny
+    score, code = model.discriminate(images, codes["labels"])
+    assert score.shape == (2,)
+    assert code is None if variant == "cgan" else code.shape == (2, 10 if variant == "acgan" else 12)
+    assert model.sample(4, labels=torch.tensor([1, 2, 3, 4])).shape == (4, 1, size, size)
+
+
+def test_cgan_discriminator_sees_the_label():
+    torch.manual_seed(0)
+    model = GAN((1, 32, 32), width=8, variant="cgan")
+    images = torch.rand(2, 1, 32, 32)
+    first, _ = model.discriminate(images, torch.tensor([0, 0]))
+    second, _ = model.discriminate(images, torch.tensor([5, 5]))
+    assert (first - second).abs().max() > 1e-6
+
+
+def fixed_discriminator(model, scores, codes):
+    """Make D return chosen scores and code-head outputs: real batch first, fake batch second."""
+    outputs = iter([(scores[0], codes[0]), (scores[1], codes[1]), (scores[1], codes[1])])
+    model.discriminate = lambda images, labels=None: next(outputs)
+
+
+def test_auxiliary_class_loss_matches_a_hand_computed_value():
+    model = GAN((1, 32, 32), width=8, variant="acgan", num_classes=2)
+    real_score, fake_score = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0])
+    real_logits, fake_logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    fixed_discriminator(model, (real_score, fake_score), (real_logits, fake_logits))
+    parts = model.discriminator_loss(torch.zeros(2, 1, 32, 32), torch.zeros(2, 1, 32, 32), labels, {"labels": labels})
+    # CE of logits (2, 0) for class 0 is log(1 + e^-2); (0, 1) for class 1: log(1 + e^-1); (0, 0): log 2; (3, 0) for class 1: log(1 + e^3)
+    real_ce = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
+    fake_ce = (math.log(2) + math.log(1 + math.exp(3))) / 2
+    assert parts["class_loss"].item() == pytest.approx(real_ce + fake_ce, rel=1e-6)
+    assert parts["total"].item() == pytest.approx(2 * math.log(2) + real_ce + fake_ce, rel=1e-6)  # scores 0: log 2 each
+    g_total = model.generator_loss(torch.zeros(2, 1, 32, 32), {"labels": labels})["total"]
+    assert g_total.item() == pytest.approx(math.log(2) + fake_ce, rel=1e-6)
+
+
+def test_information_loss_matches_a_hand_computed_value():
+    model = GAN((1, 32, 32), width=8, variant="infogan", num_classes=3, continuous_codes=2)
+    q_output = torch.tensor([[1.0, 0.0, 0.0, 0.5, -0.5]])   # logits for c1, then the means of c2, c3
+    codes = {"labels": torch.tensor([0]), "continuous": torch.tensor([[1.0, 0.0]])}
+    categorical = -math.log(math.e / (math.e + 2))          # -log softmax(1, 0, 0)[0]
+    gaussian = (0.5 ** 2 / 2 + 0.5 ** 2 / 2) + math.log(2 * math.pi)  # two unit Gaussians' -log densities
+    assert model.information_loss(q_output, codes).item() == pytest.approx(categorical + gaussian, rel=1e-6)
+    fixed_discriminator(model, (torch.zeros(1), torch.zeros(1)), (q_output, q_output))
+    parts = model.discriminator_loss(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), None, codes)
+    bound = math.log(3) + 2 * math.log(2) - (categorical + gaussian)  # L_I = H(c) - the loss
+    assert parts["information_bound"].item() == pytest.approx(bound, rel=1e-6)
+
+
+def test_infogan_codes_are_drawn_from_their_priors():
+    model = GAN((1, 32, 32), width=8, variant="infogan")
+    codes = model.random_codes(4000)
+    assert set(codes["labels"].tolist()) == set(range(10))
+    assert codes["continuous"].shape == (4000, 2)
+    assert -1 <= codes["continuous"].min() < -0.95 and 0.95 < codes["continuous"].max() <= 1
+
+
+def test_best_assignment_accuracy_is_the_best_permutation():
+    labels = torch.randint(4, (200,), generator=torch.Generator().manual_seed(0))
+    codes = torch.tensor([2, 0, 3, 1])[labels]   # a relabelling: perfect once mapped back
+    assert gan_train.best_assignment_accuracy(codes, labels, 4) == 1.0
+    noisy = torch.where(torch.rand(200, generator=torch.Generator().manual_seed(1)) < 0.3, torch.randint(4, (200,)), codes)
+    brute_force = max((torch.tensor(permutation)[labels] == noisy).double().mean().item()
+                      for permutation in itertools.permutations(range(4)))
+    assert gan_train.best_assignment_accuracy(noisy, labels, 4) == pytest.approx(brute_force)
+
+
+@pytest.mark.parametrize("variant", ["cgan", "acgan", "infogan"])
+def test_command_line_smoke_run_of_each_conditional_model(variant, tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(ROOT / "GAN" / "train.py"), "--model", variant, "--dataset", "fake",
+                             "--data-root", str(tmp_path), "--epochs", "2", "--batch-size", "32", "--width", "8",
+                             "--fid-every", "1", "--fid-samples", "200", "--out", str(out), "--device", "cpu"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    fid_row = (out / "fid.csv").read_text().splitlines()
+    if variant == "infogan":
+        assert "best one-to-one map" in result.stdout and "cluster_accuracy" in fid_row[0]
+        assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
+    else:
+        assert "requested class" in result.stdout and "accuracy_9" in fid_row[0]
+    for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
+        assert (out / name).is_file(), name
+
+
+def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--model", "cgan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
+             "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+    run_main(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--num", "5", "--labels", "3", "7",
+             "--out", str(tmp_path / "s.pt"), "--device", "cpu")
+    assert torch.load(tmp_path / "s.labels.pt", weights_only=True).tolist() == [3, 7, 3, 7, 3]
+    assert torch.load(tmp_path / "s.pt", weights_only=True).shape == (5, 1, 32, 32)
+    assert "0..9" in error_of(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--labels", "12", "--out", str(tmp_path / "x.pt"))
+    # common/fid.py finds the labels beside the samples and reports the requested-class accuracy.
+    from common import fid as fid_script
+    capsys.readouterr()
+    run_main(fid_script, monkeypatch, str(tmp_path / "s.pt"), "--dataset", "fake", "--data-root", str(tmp_path))
+    assert "requested class recognised in" in capsys.readouterr().out
+
+
+def test_labels_for_an_unconditional_model_and_a_conditional_model_without_labels_are_clear_errors(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1", "--width", "8",
+             "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+    assert "needs a conditional model" in error_of(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--labels", "1")
+    from conftest import write_images
+    write_images(tmp_path / "flat", 40, size=(32, 32))
+    assert "have none" in error_of(gan_train, monkeypatch, "--model", "acgan", "--dataset", "folder", "--data-root",
+                                         str(tmp_path / "flat"), "--out", str(tmp_path / "b"), "--device", "cpu")
