@@ -89,11 +89,9 @@ def reference_images_per_second(data_root, batches, batch_size=64, latent_dim=10
 
 
 def ours_images_per_second(data_root, width, out):
-    run_args = argparse.Namespace(dataset="mnist", data_root=data_root, image_size=None, epochs=1, batch_size=64,
-                                lr=None, latent_dim=100, seed=0, device="cpu", out=str(out), resume=None, loss="gan",
-                                width=width, downsample="stride", n_critic=None, clip=0.01, gp_weight=10.0,
-                                fid_every=0, fid_samples=0)
-    gan_train.train(run_args)
+    args = gan_train.make_parser().parse_args(["--data-root", data_root, "--epochs", "1", "--width", str(width),
+                                               "--device", "cpu", "--out", str(out), "--fid-every", "0", "--fid-samples", "0"])
+    gan_train.train(args)
     return float(read_csv(Path(out) / "log.csv")[-1]["images_per_second"])
 
 

@@ -59,6 +59,14 @@ PAPER_SETTINGS = {
 
 
 def main():
+    args = make_parser().parse_args()
+    try:
+        train(args)
+    except InputError as error:
+        sys.exit(f"error: {error}")
+
+
+def make_parser():
     settings = "; ".join(f"{loss}: {s['optimizer']} lr {s['lr']:g}" + (f" betas {s['betas']}" if "betas" in s else "")
                          + f", {s['n_critic']} D step(s) per G step" for loss, s in PAPER_SETTINGS.items())
     parser = argparse.ArgumentParser(description="Train a GAN.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -81,11 +89,7 @@ def main():
     parser.add_argument("--gp-weight", type=float, default=10.0, help="wgan-gp: lambda, the gradient penalty's weight")
     parser.add_argument("--fid-every", type=int, default=5, help="log the FID of 2,000 samples every this many epochs (0: never)")
     parser.add_argument("--fid-samples", type=int, default=10_000, help="samples for the FID at the end of the run (0: none)")
-    args = parser.parse_args()
-    try:
-        train(args)
-    except InputError as error:
-        sys.exit(f"error: {error}")
+    return parser
 
 
 def train(args):
