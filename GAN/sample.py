@@ -10,8 +10,8 @@ Conditional models draw the classes given by --labels (InfoGAN: values of its ca
 every class in turn; a .pt output gets the labels beside it (samples.pt -> samples.labels.pt), which
 common/fid.py then uses to report how often the requested class was drawn.
 """
-import math
 import argparse
+import math
 import sys
 from pathlib import Path
 

@@ -43,8 +43,8 @@ from common import InputError
 from common.data import Batches, load_dataset
 from common.fid import SampleScorer
 from common.figures import save_curves, save_gif
-from common.utils import (add_shared_flags, append_csv, choose_device, load_weights, print_progress,
-                          read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
+from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
+                          restore_run, save_checkpoint, seed_everything, start_run)
 from GAN.model import GAN, LOSSES, MODELS
 
 HERE = Path(__file__).resolve().parent
@@ -133,14 +133,8 @@ def train(args):
           f"{args.n_critic} D step(s) per G step, device {device}, writing to {out}"
           + ("; no FID: the dataset has no labels" if train_labels is None else ""))
 
-    start_epoch = 1
-    if checkpoint is not None:
-        load_weights(model, checkpoint["model"], args.resume)
-        d_optimizer.load_state_dict(checkpoint["d_optimizer"])
-        g_optimizer.load_state_dict(checkpoint["g_optimizer"])
-        batches.generator.set_state(checkpoint["batch_generator"])
-        set_rng_states(checkpoint["rng"])
-        start_epoch = checkpoint["epoch"] + 1
+    optimizers = {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
+    start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, optimizers, batches)
 
     for epoch in range(start_epoch, args.epochs + 1):
         model.train()
@@ -218,10 +212,7 @@ def train(args):
         save_image(model.sample(**fixed), out / "frames" / f"samples_{epoch:03d}.png", nrow=8 if args.model == "dcgan" else 10)
         append_csv(out / "log.csv", {name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
                    | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", {
-            "family": "GAN", "model": model.state_dict(), "model_config": model_config,
-            "d_optimizer": d_optimizer.state_dict(), "g_optimizer": g_optimizer.state_dict(), "epoch": epoch,
-            "args": vars(args), "rng": rng_states(), "batch_generator": batches.generator.get_state()})
+        save_checkpoint(out / "checkpoint.pt", checkpoint_state("GAN", model, model_config, optimizers, epoch, args, batches))
 
     # ---- end of run: the full FID and class histogram, figures ----
     if scorer and args.fid_samples:

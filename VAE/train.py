@@ -28,8 +28,8 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset
 from common.figures import pca, save_curves, save_gif, save_scatter, tsne
-from common.utils import (add_shared_flags, append_csv, choose_device, load_weights, print_progress,
-                          read_csv, rng_states, save_checkpoint, seed_everything, set_rng_states, start_run)
+from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
+                          restore_run, save_checkpoint, seed_everything, start_run)
 from VAE.model import VAE
 
 HERE = Path(__file__).resolve().parent
@@ -83,13 +83,7 @@ def train(args):
           f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
           f"device {device}, writing to {out}")
 
-    start_epoch = 1
-    if checkpoint is not None:
-        load_weights(model, checkpoint["model"], args.resume)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        batches.generator.set_state(checkpoint["batch_generator"])
-        set_rng_states(checkpoint["rng"])
-        start_epoch = checkpoint["epoch"] + 1
+    start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
 
     for epoch in range(start_epoch, args.epochs + 1):
         # ---- train one epoch ----
@@ -132,10 +126,8 @@ def train(args):
         append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
                                      **{f"test_{k}": f"{v:.4f}" for k, v in test_parts.items()},
                                      "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", {
-            "family": "VAE", "model": model.state_dict(), "model_config": model_config,
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "args": vars(args),
-            "rng": rng_states(), "batch_generator": batches.generator.get_state()})
+        save_checkpoint(out / "checkpoint.pt", checkpoint_state("VAE", model, model_config, {"optimizer": optimizer},
+                                                                epoch, args, batches))
 
     # ---- end of run: figures ----
     frames = sorted((out / "frames").glob("samples_*.png"))

@@ -63,7 +63,8 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
     if path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
-            saved["config"], saved["info"]
+            if not isinstance(saved, dict) or not {"model", "config", "info"} <= saved.keys():
+                raise KeyError("model, config or info")
         except Exception as error:
             raise InputError(f"the cached classifier {path} cannot be read ({type(error).__name__}): delete it "
                              f"and it will be trained again") from None
@@ -180,11 +181,14 @@ class SampleScorer:
         test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
         self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
 
+    @torch.no_grad()
     def score(self, images):
         """images: float (N, C, H, W) in [0, 1]. Returns FID to the test set and the fraction of each class."""
-        images = to_classifier_input(images, self.image_size)
-        fid = frechet_distance(statistics(features(self.classifier, images)), self.test_statistics)
-        counts = torch.bincount(predict(self.classifier, images).cpu(), minlength=self.classifier.head.out_features)
+        image_features = features(self.classifier, to_classifier_input(images, self.image_size))
+        fid = frechet_distance(statistics(image_features), self.test_statistics)
+        # the head on the same features: one pass of the body serves both (float64 holds float32 exactly)
+        predictions = self.classifier.head(image_features.float()).argmax(1)
+        counts = torch.bincount(predictions.cpu(), minlength=self.classifier.head.out_features)
         return fid, (counts / counts.sum()).tolist()
 
     def accuracy(self, images, labels):

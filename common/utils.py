@@ -116,6 +116,24 @@ def save_checkpoint(path, checkpoint):
     os.replace(temporary, path)
 
 
+def checkpoint_state(family, model, model_config, optimizers, epoch, args, batches, **extra):
+    """Everything a run needs to continue exactly: weights, the optimizers' states (optimizers: {key: optimizer},
+    e.g. {"optimizer": adam} or {"d_optimizer": ..., "g_optimizer": ...}), epoch, flags, random states."""
+    return {"family": family, "model": model.state_dict(), "model_config": model_config, **extra,
+            **{key: optimizer.state_dict() for key, optimizer in optimizers.items()}, "epoch": epoch,
+            "args": vars(args), "rng": rng_states(), "batch_generator": batches.generator.get_state()}
+
+
+def restore_run(checkpoint, path, model, optimizers, batches):
+    """Put a resumed run back where checkpoint_state left it; returns the first epoch still to train."""
+    load_weights(model, checkpoint["model"], path)
+    for key, optimizer in optimizers.items():
+        optimizer.load_state_dict(checkpoint[key])
+    batches.generator.set_state(checkpoint["batch_generator"])
+    set_rng_states(checkpoint["rng"])
+    return checkpoint["epoch"] + 1
+
+
 def load_checkpoint(path, family):
     """Load a checkpoint written by `family`'s train.py (tensors and plain values only: weights_only=True)."""
     path = Path(path)
