@@ -77,6 +77,9 @@ def make_parser():
                         help="dcgan: unconditional; cgan, acgan: conditioned on the class label; infogan: on learned codes")
     parser.add_argument("--loss", default="gan", choices=LOSSES,
                         help="gan: non-saturating GAN loss; wgan: weight clipping; wgan-gp: gradient penalty")
+    parser.add_argument("--g-lr", type=float, default=None,
+                        help="the generator's learning rate; None: the same as D's, except infogan with the gan loss: "
+                             "1e-3 against D's 2e-4 (its paper's setting)")
     parser.add_argument("--code-weight", type=float, default=1.0,
                         help="weight of ACGAN's class loss and of InfoGAN's information loss (lambda)")
     parser.add_argument("--width", type=int, default=32,
@@ -101,6 +104,8 @@ def train(args):
     settings = PAPER_SETTINGS[args.loss]
     args.lr = args.lr or settings["lr"]
     args.n_critic = args.n_critic or settings["n_critic"]
+    if args.g_lr is None:
+        args.g_lr = 1e-3 if args.model == "infogan" and args.loss == "gan" else args.lr
     args.latent_dim = args.latent_dim or (62 if args.model == "infogan" else 100)
 
     train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
@@ -115,10 +120,10 @@ def train(args):
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":
         d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=args.lr, betas=settings["betas"], fused=fused)
-        g_optimizer = torch.optim.Adam(model.generator.parameters(), lr=args.lr, betas=settings["betas"], fused=fused)
+        g_optimizer = torch.optim.Adam(model.generator.parameters(), lr=args.g_lr, betas=settings["betas"], fused=fused)
     else:
         d_optimizer = torch.optim.RMSprop(model.discriminator.parameters(), lr=args.lr)
-        g_optimizer = torch.optim.RMSprop(model.generator.parameters(), lr=args.lr)
+        g_optimizer = torch.optim.RMSprop(model.generator.parameters(), lr=args.g_lr)
     batches = Batches(train_images.to(device), train_labels.to(device) if uses_labels else None, args.batch_size,
                       seed=args.seed, value_range=(-1.0, 1.0))
     fixed = fixed_codes(model, args.seed, device)
@@ -129,7 +134,7 @@ def train(args):
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size, device)
     print(f"GAN ({args.model}, {args.loss} loss, G {sum(p.numel() for p in model.generator.parameters()):,} + "
           f"D {sum(p.numel() for p in model.discriminator.parameters()):,} parameters) on {args.dataset} "
-          f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {settings['optimizer']} lr {args.lr:g}, "
+          f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {settings['optimizer']} lr {args.lr:g} (D), {args.g_lr:g} (G), "
           f"{args.n_critic} D step(s) per G step, device {device}, writing to {out}"
           + ("; no FID: the dataset has no labels" if train_labels is None else ""))
 

@@ -12,11 +12,14 @@ mean mu and covariance C:
 
 The usual FID uses ImageNet Inception features, which say little about 32x32 digits; here the features are
 the penultimate layer of a small CNN trained on the dataset's own labels (once, then cached beside the
-data). The numbers only compare with each other, not with published Inception FIDs. Two real sets (10,000
-training images against the test set) give the floor: the distance that sampling alone produces.
+data, or in ~/.cache when the data folder is read-only). The numbers only compare with each other, not
+with published Inception FIDs. Two real sets (10,000 training images against the test set) give the
+floor: the distance that sampling alone produces.
 The classifier's predictions on generated images give the class histogram, which shows mode collapse.
 """
 import argparse
+import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -50,17 +53,24 @@ class Classifier(nn.Module):
         return self.head(self.body(x))
 
 
-def classifier_path(dataset, root, image_size):
-    return Path(root).expanduser() / "classifiers" / f"{dataset}-{image_size}px.pt"
+def classifier_paths(dataset, root, image_size):
+    """Where the classifier is cached: <root>/classifiers/, or, when the data folder is read-only, a folder
+    for this data root in the user's cache (~/.cache or $XDG_CACHE_HOME)."""
+    root = Path(root).expanduser().resolve()
+    name = f"{dataset}-{image_size}px.pt"
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "generative-models"
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+    return [root / "classifiers" / name, user_cache / f"classifiers-{root.name}-{digest}" / name]
 
 
 def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batch_size=128):
-    """The dataset's classifier, trained on its first call (seeded, so it is the same on every CPU) and
-    cached in <root>/classifiers/. Returns (classifier in eval mode, info) where info holds its test
+    """The dataset's classifier, trained on its first call (seeded; the weights still differ slightly with
+    the CPU's thread count and the device) and cached (classifier_paths). Returns (classifier in eval mode, info) where info holds its test
     accuracy and the real-vs-real FID floor."""
     image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
-    path = classifier_path(dataset, root, image_size)
-    if path.exists():
+    paths = classifier_paths(dataset, root, image_size)
+    path = next((candidate for candidate in paths if candidate.exists()), None)
+    if path is not None:
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(saved, dict) or not {"model", "config", "info"} <= saved.keys():
@@ -73,13 +83,18 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
         # draws the same noise whether the classifier was cached or had to be trained first.
         with torch.random.fork_rng(devices=[]):
             saved = train_classifier(dataset, root, image_size, device, epochs, batch_size)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(path.name + ".tmp")
-            torch.save(saved, temporary)
-            temporary.replace(path)
-        except OSError as error:
-            print(f"warning: could not cache the classifier in {path} ({error.strerror}); it is trained again next time")
+        for path in paths:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(path.name + ".tmp")
+                torch.save(saved, temporary)
+                temporary.replace(path)
+                break
+            except OSError as error:
+                problem = error.strerror or str(error)
+        else:
+            print(f"warning: could not cache the classifier in {' or '.join(map(str, paths))} ({problem}); "
+                  f"it is trained again next time")
     classifier = Classifier(**saved["config"])
     try:
         classifier.load_state_dict(saved["model"])
@@ -97,7 +112,7 @@ def train_classifier(dataset, root, image_size, device, epochs, batch_size):
         raise InputError(f"FID needs a classifier, and the {dataset} images have no class labels to train one on")
     config = dict(channels=train_images.shape[1], image_size=image_size, num_classes=int(train_labels.max()) + 1)
     print(f"training the {dataset} classifier for FID once ({epochs} epochs); it is cached in "
-          f"{classifier_path(dataset, root, image_size)}")
+          f"{classifier_paths(dataset, root, image_size)[0]}")
     torch.manual_seed(0)
     classifier = Classifier(**config).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=2e-3)

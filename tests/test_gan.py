@@ -123,6 +123,16 @@ def test_classifier_is_trained_once_then_loaded_from_its_cache(mnist_root, capsy
     assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
 
 
+def test_classifier_is_cached_in_the_user_cache_when_the_data_folder_is_read_only(mnist_root, tmp_path, monkeypatch, capsys):
+    (mnist_root / "classifiers").write_text("a file where the cache folder would go: nothing can be written there")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _, info = load_classifier("mnist", mnist_root, epochs=1)
+    assert "warning" not in capsys.readouterr().out
+    assert len(list((tmp_path / "cache").rglob("mnist-32px.pt"))) == 1
+    _, info_again = load_classifier("mnist", mnist_root)
+    assert capsys.readouterr().out == "" and info_again == info  # loaded, not trained again
+
+
 def test_scorer_histogram_and_28_pixel_samples(mnist_root):
     scorer = SampleScorer("mnist", mnist_root)
     from common.data import load_dataset
@@ -309,6 +319,9 @@ def test_command_line_smoke_run_of_each_conditional_model(variant, tmp_path):
     if variant == "infogan":
         assert "best one-to-one map" in result.stdout and "cluster_accuracy" in fid_row[0]
         assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
+        checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # the paper's rates: 2e-4 for D, 1e-3 for G
+        assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == 2e-4
+        assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == 1e-3
     else:
         assert "requested class" in result.stdout and "accuracy_9" in fid_row[0]
     for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
