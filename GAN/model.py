@@ -35,6 +35,9 @@ in G, strided convs with LeakyReLU(0.2) in D, every weight drawn from N(0, 0.02)
              keeps c readable from the image, so c1 tends to take the digit class. With Q a categorical for c1
              and a unit-variance Gaussian for c2, c3:
              L_D += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2)   and the same term in L_G.
+             Two choices that are ours, not the paper's, each measured in docs/results.md to help c1 take the
+             digit: in D's step Q reads the body's features detached (the body learns real-vs-fake only;
+             q_trains_body=True undoes this), and c1 enters G as a one-hot times category_scale = 2 (1: the paper).
 
 All losses are means over the batch, in nats. Defines: Generator, Discriminator, and GAN, which holds both
 and has random_codes / generate / sample, discriminator_loss / generator_loss (each returns its total
@@ -108,13 +111,19 @@ def init_dcgan_weights(module):
 
 class GAN(nn.Module):
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
-                 clip=0.01, gp_weight=10.0, variant="dcgan", num_classes=10, continuous_codes=2, code_weight=1.0):
+                 clip=0.01, gp_weight=10.0, variant="dcgan", num_classes=10, continuous_codes=2, code_weight=1.0,
+                 category_scale=2.0, q_trains_body=False):
         super().__init__()
         if loss not in LOSSES or variant not in MODELS:
             raise ValueError(f"loss must be one of {LOSSES} and variant one of {MODELS}, not {loss!r}, {variant!r}")
         channels, size, _ = image_shape
         self.latent_dim, self.loss_type, self.clip, self.gp_weight = latent_dim, loss, clip, gp_weight
         self.variant, self.num_classes, self.continuous_codes, self.code_weight = variant, num_classes, continuous_codes, code_weight
+        # InfoGAN's c1 enters G as category_scale times a one-hot. A plain one-hot (norm 1) has little say beside
+        # z (norm ~ sqrt(62) ~ 8) in G's first layer, so the digit's coarse shape, learnt first, goes to z and c1
+        # is left a style; scaled, c1 competes for the shape from the start. Too large (8) and G ignores z.
+        self.category_scale = category_scale if variant == "infogan" else 1.0
+        self.q_trains_body = q_trains_body
         code_dim = {"dcgan": 0, "cgan": num_classes, "acgan": num_classes, "infogan": num_classes + continuous_codes}[variant]
         self.generator = Generator(latent_dim + code_dim, channels, size, width)
         self.discriminator = Discriminator(channels + (num_classes if variant == "cgan" else 0), size, width,
@@ -137,10 +146,10 @@ class GAN(nn.Module):
         return {}
 
     def generate(self, z, codes):
-        """G(z, c): the class joins z as one-hot columns, InfoGAN's continuous codes as they are."""
+        """G(z, c): the class joins z as one-hot columns (InfoGAN's times category_scale), the continuous codes as they are."""
         inputs = [z]                                                                       # (B, latent)
         if "labels" in codes:
-            inputs.append(F.one_hot(codes["labels"], self.num_classes).to(z.dtype))       # (B, 10)
+            inputs.append(self.category_scale * F.one_hot(codes["labels"], self.num_classes).to(z.dtype))  # (B, 10)
         if "continuous" in codes:
             inputs.append(codes["continuous"])                                             # (B, 2)
         return self.generator(torch.cat(inputs, 1))                                       # (B, C, S, S)
@@ -157,13 +166,16 @@ class GAN(nn.Module):
             codes["continuous"] = torch.rand(len(z), self.continuous_codes, device=z.device) * 2 - 1 if continuous is None else continuous
         return (self.generate(z, codes) + 1) / 2
 
-    def discriminate(self, images, labels=None):
-        """D's score (B,) and its code head's output (B, K) or None. For cgan, D sees the label as one-hot planes."""
+    def discriminate(self, images, labels=None, detach_code=False):
+        """D's score (B,) and its code head's output (B, K) or None. For cgan, D sees the label as one-hot planes.
+        detach_code: the code head reads the body's features without sending its gradient back into the body."""
         if self.variant == "cgan":
             planes = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None]  # (B, 10, 1, 1)
             images = torch.cat([images, planes.expand(-1, -1, *images.shape[2:])], 1)      # (B, C + 10, S, S)
         features = self.discriminator.features(images)                                      # (B, 4w, 4, 4)
         score = self.discriminator.score(features).flatten()                                # (B,)
+        if detach_code:
+            features = features.detach()
         return score, None if self.discriminator.code is None else self.discriminator.code(features)
 
     def discriminator_loss(self, real, fake, real_labels=None, codes=None):
@@ -172,7 +184,12 @@ class GAN(nn.Module):
         estimate and penalty for the critics, the class loss (acgan) or the information loss (infogan)."""
         codes = codes or {}
         real_score, real_code = self.discriminate(real, real_labels)
-        fake_score, fake_code = self.discriminate(fake, codes.get("labels"))
+        # InfoGAN: in D's step Q learns from the body's features but does not shape them, so the body stays a
+        # real-vs-fake detector and Q must find c1 in what that detector sees (the digit's shape), not in faint
+        # detail the body would learn to pick up for Q alone. In G's step the gradient still runs through both.
+        # q_trains_body=True is the paper's way: the information loss trains the body too.
+        fake_score, fake_code = self.discriminate(fake, codes.get("labels"),
+                                                  detach_code=self.variant == "infogan" and not self.q_trains_body)
         if self.loss_type == "gan":
             # L_D = -log sigma(D(x)) - log(1 - sigma(D(G(z)))), with -log sigma(s) = softplus(-s), -log(1 - sigma(s)) = softplus(s)
             total = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()

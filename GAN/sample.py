@@ -8,7 +8,9 @@
 Each image is G(z) for z ~ N(0, I), with the generator's BatchNorm in eval mode (its running statistics).
 Conditional models draw the classes given by --labels (InfoGAN: values of its categorical code c1), else
 every class in turn; a .pt output gets the labels beside it (samples.pt -> samples.labels.pt), which
-common/fid.py then uses to report how often the requested class was drawn.
+common/fid.py then uses to report how often the requested class was drawn. InfoGAN's c1 is a code whose
+values map to digits in an order of the training run's own, not a class, so its values go to
+samples.c1.pt instead, where common/fid.py does not take them for requested classes.
 """
 import argparse
 import math
@@ -43,8 +45,9 @@ def main():
         write_samples(images, args.out)
         print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
         if labels is not None and Path(args.out).suffix == ".pt":
-            torch.save(labels, Path(args.out).with_suffix(".labels.pt"))
-            print(f"wrote their labels to {Path(args.out).with_suffix('.labels.pt')}")
+            path = Path(args.out).with_suffix(".c1.pt" if model.variant == "infogan" else ".labels.pt")
+            torch.save(labels, path)
+            print(f"wrote their {'c1 codes' if model.variant == 'infogan' else 'labels'} to {path}")
     except InputError as error:
         sys.exit(f"error: {error}")
 

@@ -82,6 +82,11 @@ def make_parser():
                              "1e-3 against D's 2e-4 (its paper's setting)")
     parser.add_argument("--code-weight", type=float, default=1.0,
                         help="weight of ACGAN's class loss and of InfoGAN's information loss (lambda)")
+    parser.add_argument("--category-scale", type=float, default=2.0,
+                        help="infogan: c1 enters G as a one-hot times this (1: the paper; 2 lets c1 take the digit sooner)")
+    parser.add_argument("--q-trains-body", action="store_true",
+                        help="infogan: the information loss also trains D's body in D's step (the paper); by default "
+                             "Q reads the body's features there without changing them")
     parser.add_argument("--width", type=int, default=32,
                         help="channels of the largest feature maps (DCGAN used 64 at 64x64 pixels; 32 suits 32x32 digits "
                              "and trains 2.4x faster on a CPU)")
@@ -115,7 +120,8 @@ def train(args):
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, width=args.width,
                         loss=args.loss, downsample=args.downsample, clip=args.clip, gp_weight=args.gp_weight,
-                        variant=args.model, num_classes=num_classes, code_weight=args.code_weight)
+                        variant=args.model, num_classes=num_classes, code_weight=args.code_weight,
+                        category_scale=args.category_scale, q_trains_body=args.q_trains_body)
     model = GAN(**model_config).to(device)
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":

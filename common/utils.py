@@ -53,7 +53,8 @@ def start_run(args, family, default_out):
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, family)
-        args = argparse.Namespace(**{**checkpoint["args"], "epochs": args.epochs, "device": args.device,
+        # The run's own flags win; a flag newer than the checkpoint keeps its default.
+        args = argparse.Namespace(**{**vars(args), **checkpoint["args"], "epochs": args.epochs, "device": args.device,
                                      "resume": args.resume, "out": str(Path(args.resume).resolve().parent)})
     args.data_root = str(Path(args.data_root).expanduser().resolve())
     out = Path(args.out or default_out).resolve()

@@ -199,6 +199,18 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, monkeypatch):
     assert all(torch.equal(straight["model"][name], resumed["model"][name]) for name in straight["model"])
 
 
+def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
+             "--batch-size", "32", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    del checkpoint["args"]["category_scale"], checkpoint["args"]["q_trains_body"]  # as written before these flags existed
+    torch.save(checkpoint, out / "checkpoint.pt")
+    run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
+    resumed = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 2.0 and resumed["args"]["q_trains_body"] is False
+
+
 def test_sample_script_writes_images_in_zero_one(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1", "--width", "8",
@@ -257,7 +269,7 @@ def test_cgan_discriminator_sees_the_label():
 def fixed_discriminator(model, scores, codes):
     """Make D return chosen scores and code-head outputs: real batch first, fake batch second."""
     outputs = iter([(scores[0], codes[0]), (scores[1], codes[1]), (scores[1], codes[1])])
-    model.discriminate = lambda images, labels=None: next(outputs)
+    model.discriminate = lambda images, labels=None, detach_code=False: next(outputs)
 
 
 def test_auxiliary_class_loss_matches_a_hand_computed_value():
@@ -287,6 +299,32 @@ def test_information_loss_matches_a_hand_computed_value():
     parts = model.discriminator_loss(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), None, codes)
     bound = math.log(3) + 2 * math.log(2) - (categorical + gaussian)  # L_I = H(c) - the loss
     assert parts["information_bound"].item() == pytest.approx(bound, rel=1e-6)
+
+
+def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
+    torch.manual_seed(0)
+    model = GAN((1, 32, 32), width=8, variant="infogan")
+    real, fake = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
+    codes = model.random_codes(4)
+    (-model.discriminator_loss(real, fake, None, codes)["information_bound"]).backward()  # the information loss alone
+    assert all(p.grad is None for p in model.discriminator.features.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.code.parameters())
+    model.zero_grad(set_to_none=True)
+    fake = model.generate(model.noise(4), codes)
+    model.information_loss(model.discriminate(fake)[1], codes).backward()                # G's step: through the body to G
+    assert all(p.grad is not None for p in model.discriminator.features.parameters())
+    assert model.generator.net[1].weight.grad.abs().sum() > 0
+
+
+def test_infogan_category_enters_the_generator_scaled_and_the_class_label_does_not():
+    for variant, scale in [("infogan", 2.0), ("cgan", 1.0)]:
+        model = GAN((1, 32, 32), width=8, variant=variant)
+        seen = []
+        model.generator.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+        codes = model.random_codes(3, torch.tensor([4, 0, 9]))
+        model.generate(model.noise(3), codes)
+        category = seen[0][:, model.latent_dim:model.latent_dim + 10]                      # the one-hot columns
+        assert torch.equal(category, scale * torch.nn.functional.one_hot(codes["labels"], 10).float())
 
 
 def test_infogan_codes_are_drawn_from_their_priors():
@@ -342,6 +380,16 @@ def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, monke
     capsys.readouterr()
     run_main(fid_script, monkeypatch, str(tmp_path / "s.pt"), "--dataset", "fake", "--data-root", str(tmp_path))
     assert "requested class recognised in" in capsys.readouterr().out
+
+
+def test_sample_script_keeps_infogan_codes_apart_from_class_labels(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
+             "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+    run_main(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--num", "4", "--labels", "2",
+             "--out", str(tmp_path / "s.pt"), "--device", "cpu")
+    assert torch.load(tmp_path / "s.c1.pt", weights_only=True).tolist() == [2, 2, 2, 2]
+    assert not (tmp_path / "s.labels.pt").exists()  # c1 = 2 is not a request for the digit 2
 
 
 def test_labels_for_an_unconditional_model_and_a_conditional_model_without_labels_are_clear_errors(tmp_path, monkeypatch):
