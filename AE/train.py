@@ -31,7 +31,7 @@ from torchvision.utils import save_image
 
 from common import InputError
 from common.data import Batches, load_dataset
-from common.figures import pca, save_curves, save_gif, save_scatter, tsne
+from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
 from AE.model import PCA, make_autoencoder
@@ -132,9 +132,7 @@ def train(args):
             code_mean=code_mean.float().cpu(), code_covariance=code_covariance.float().cpu()))
 
     # ---- end of run: figures ----
-    frames = sorted((out / "frames").glob("reconstructions_*.png"))
-    if frames:
-        save_gif(frames, out / "training.gif")
+    save_training_gif(out, "reconstructions")
     rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
     if rows:
         save_curves(out / "loss_curves.png", {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in rows],

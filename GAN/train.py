@@ -42,7 +42,7 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset
 from common.fid import SampleScorer
-from common.figures import save_curves, save_gif
+from common.figures import save_curves, save_training_gif
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
 from GAN.model import GAN, LOSSES, MODELS
@@ -247,10 +247,7 @@ def train(args):
             print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set")
     if args.model == "infogan":
         draw_code_sweeps(model, args.seed, out)
-    frames = sorted((out / "frames").glob("samples_*.png"))
-    if frames:
-        save_gif(frames, out / "training.gif")
-        (out / "samples.png").write_bytes(frames[-1].read_bytes())
+    save_training_gif(out, "samples", last_frame=out / "samples.png")
     rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
     if rows:
         save_curves(out / "loss_curves.png", {"D loss": [float(r["d_loss"]) for r in rows],

@@ -27,7 +27,7 @@ from torchvision.utils import save_image
 
 from common import InputError
 from common.data import Batches, load_dataset
-from common.figures import pca, save_curves, save_gif, save_scatter, tsne
+from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
 from VAE.model import VAE
@@ -130,10 +130,7 @@ def train(args):
                                                                 epoch, args, batches))
 
     # ---- end of run: figures ----
-    frames = sorted((out / "frames").glob("samples_*.png"))
-    if frames:
-        save_gif(frames, out / "training.gif")
-        (out / "samples.png").write_bytes(frames[-1].read_bytes())
+    save_training_gif(out, "samples", last_frame=out / "samples.png")
     rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
     if rows:
         save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in rows],

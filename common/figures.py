@@ -36,6 +36,16 @@ def save_gif(frame_paths, path, milliseconds_per_frame=200):
                        duration=milliseconds_per_frame, loop=0)
 
 
+def save_training_gif(out, prefix, last_frame=None):
+    """The frames a run drew each epoch (out/frames/<prefix>_NNN.png) -> out/training.gif; the final frame
+    is also copied to last_frame when one is given."""
+    frames = sorted((Path(out) / "frames").glob(f"{prefix}_*.png"))
+    if frames:
+        save_gif(frames, Path(out) / "training.gif")
+        if last_frame is not None:
+            Path(last_frame).write_bytes(frames[-1].read_bytes())
+
+
 def _to_pixels(points, width, height, margin):
     low, high = points.min(0).values, points.max(0).values
     scale = (torch.tensor([width, height]) - 2 * margin) / (high - low).clamp_min(1e-12)
