@@ -284,10 +284,7 @@ def measure(model, scorer, count, batch_size, seed, test_images=None, test_label
         images = torch.cat([model.sample(z=z_part, labels=y_part) for z_part, y_part in zip(z.split(batch_size), labels.split(batch_size))])
     else:
         images = torch.cat([model.sample(z=z_part) for z_part in z.split(batch_size)])
-    fid, shares = scorer.score(images)
-    quality = {"fid": fid, "shares": shares}
-    if model.variant in ("cgan", "acgan"):
-        quality["accuracy"], quality["class_accuracy"] = scorer.accuracy(images, labels)
+    quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
     if model.variant == "infogan" and test_images is not None:
         codes = torch.cat([model.encode_category(chunk.to(device).float() / 255) for chunk in test_images.split(batch_size)])
         quality["cluster_accuracy"] = best_assignment_accuracy(codes.cpu(), test_labels, model.num_classes)

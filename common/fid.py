@@ -197,21 +197,22 @@ class SampleScorer:
         self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
 
     @torch.no_grad()
-    def score(self, images):
-        """images: float (N, C, H, W) in [0, 1]. Returns FID to the test set and the fraction of each class."""
+    def score(self, images, labels=None):
+        """images: float (N, C, H, W) in [0, 1]; labels: the class each was asked for (conditional models).
+        Returns a dict: fid (to the test set), shares (the fraction given each class) and, with labels,
+        accuracy (how often the classifier names the requested class) and class_accuracy (a list, per class)."""
         image_features = features(self.classifier, to_classifier_input(images, self.image_size))
-        fid = frechet_distance(statistics(image_features), self.test_statistics)
-        # the head on the same features: one pass of the body serves both (float64 holds float32 exactly)
-        predictions = self.classifier.head(image_features.float()).argmax(1)
-        counts = torch.bincount(predictions.cpu(), minlength=self.classifier.head.out_features)
-        return fid, (counts / counts.sum()).tolist()
-
-    def accuracy(self, images, labels):
-        """How often the classifier names the requested class: overall, and for each class (a list)."""
-        correct = (predict(self.classifier, to_classifier_input(images, self.image_size)) == labels.to(self.device)).cpu()
-        labels = labels.cpu()
-        per_class = [correct[labels == c].double().mean().item() for c in range(self.classifier.head.out_features)]
-        return correct.double().mean().item(), per_class
+        result = {"fid": frechet_distance(statistics(image_features), self.test_statistics)}
+        # the head on the same features: one pass of the body serves all three (float64 holds float32 exactly)
+        predictions = self.classifier.head(image_features.float()).argmax(1).cpu()
+        num_classes = self.classifier.head.out_features
+        result["shares"] = (torch.bincount(predictions, minlength=num_classes) / len(predictions)).tolist()
+        if labels is not None:
+            labels = labels.cpu()
+            correct = predictions == labels
+            result["accuracy"] = correct.double().mean().item()
+            result["class_accuracy"] = [correct[labels == c].double().mean().item() for c in range(num_classes)]
+        return result
 
 
 def main():
@@ -228,15 +229,15 @@ def main():
         if not isinstance(images, torch.Tensor) or images.dim() != 4:
             raise InputError(f"{args.samples} does not hold a (N, C, H, W) image tensor")
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size)
-        fid, histogram = scorer.score(images)
-        print(f"{len(images)} samples: FID {fid:.4f} (floor {scorer.info['floor']:.4f}, "
-              f"{fid / scorer.info['floor']:.2f}x the floor)")
-        print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(histogram)))
         labels_path = Path(args.samples).with_suffix(".labels.pt")
-        if labels_path.is_file():
-            accuracy, per_class = scorer.accuracy(images, torch.load(labels_path, weights_only=True))
-            print(f"requested class recognised in {accuracy:.2%} of the samples; per class: "
-                  + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(per_class)))
+        labels = torch.load(labels_path, weights_only=True) if labels_path.is_file() else None
+        result = scorer.score(images, labels)
+        print(f"{len(images)} samples: FID {result['fid']:.4f} (floor {scorer.info['floor']:.4f}, "
+              f"{result['fid'] / scorer.info['floor']:.2f}x the floor)")
+        print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["shares"])))
+        if labels is not None:
+            print(f"requested class recognised in {result['accuracy']:.2%} of the samples; per class: "
+                  + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["class_accuracy"])))
     except InputError as error:
         sys.exit(f"error: {error}")
 

@@ -136,10 +136,15 @@ def test_classifier_is_cached_in_the_user_cache_when_the_data_folder_is_read_onl
 def test_scorer_histogram_and_28_pixel_samples(mnist_root):
     scorer = SampleScorer("mnist", mnist_root)
     from common.data import load_dataset
-    test_images, _ = load_dataset("mnist", mnist_root, image_size=28, train=False)
-    fid, shares = scorer.score(test_images.float() / 255)  # 28x28 samples get the loader's padding
-    assert fid == pytest.approx(0.0, abs=1e-4)  # the test set against itself
-    assert len(shares) == 10 and sum(shares) == pytest.approx(1.0)
+    test_images, test_labels = load_dataset("mnist", mnist_root, image_size=28, train=False)
+    result = scorer.score(test_images.float() / 255)  # 28x28 samples get the loader's padding
+    assert result["fid"] == pytest.approx(0.0, abs=1e-4)  # the test set against itself
+    assert len(result["shares"]) == 10 and sum(result["shares"]) == pytest.approx(1.0)
+    assert "accuracy" not in result
+    asked = scorer.score(test_images.float() / 255, test_labels)  # the test set, requested as its own labels
+    assert asked["accuracy"] == pytest.approx(scorer.info["test_accuracy"])  # what the classifier scored on it
+    class_sizes = torch.bincount(test_labels, minlength=10).double()
+    assert (torch.tensor(asked["class_accuracy"]) * class_sizes).sum() / len(test_labels) == pytest.approx(asked["accuracy"])
 
 
 def test_corrupt_cached_classifier_is_a_clear_error(mnist_root):
