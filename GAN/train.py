@@ -234,7 +234,8 @@ def train(args):
             extra = {"accuracy": f"{quality['accuracy']:.4f}",
                      **{f"accuracy_{c}": f"{a:.4f}" for c, a in enumerate(quality["class_accuracy"])}}
         if args.model == "infogan":
-            extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}"}
+            extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}",
+                     "digit_of_c1": " ".join(map(str, quality["digit_of_c1"]))}
         append_csv(out / "fid.csv", {"epoch": args.epochs, "samples": args.fid_samples, "fid": f"{fid:.4f}",
                                      "floor": f"{floor:.4f}", "fid_over_floor": f"{fid / floor:.2f}", **extra,
                                      **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
@@ -244,7 +245,9 @@ def train(args):
             print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
                   + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))
         if args.model == "infogan":
-            print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set")
+            print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set; c1 = k "
+                  f"-> digit (share of the test images Q gives k that are that digit): "
+                  + " ".join(f"{k}->{d} ({p:.0%})" for k, (d, p) in enumerate(zip(quality["digit_of_c1"], quality["c1_purity"]))))
     if args.model == "infogan":
         draw_code_sweeps(model, args.seed, out)
     save_training_gif(out, "samples", last_frame=out / "samples.png")
@@ -287,25 +290,31 @@ def measure(model, scorer, count, batch_size, seed, test_images=None, test_label
     quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
     if model.variant == "infogan" and test_images is not None:
         codes = torch.cat([model.encode_category(chunk.to(device).float() / 255) for chunk in test_images.split(batch_size)])
-        quality["cluster_accuracy"] = best_assignment_accuracy(codes.cpu(), test_labels, model.num_classes)
+        quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \
+            best_assignment(codes.cpu(), test_labels, model.num_classes)
     return quality
 
 
-def best_assignment_accuracy(codes, labels, num_classes):
-    """The accuracy of the best one-to-one map code -> label: a max-weight matching on the code/label
-    count table, solved exactly by dynamic programming over the sets of labels already taken (2^10 states)."""
+def best_assignment(codes, labels, num_classes):
+    """The best one-to-one map code -> label: a max-weight matching on the code/label count table, solved
+    exactly by dynamic programming over the sets of labels already taken (2^10 states). Returns its accuracy,
+    the label of each code (a list) and each code's purity (the share of its images that have that label)."""
     counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)   # counts[code, label]
-    best = {0: 0}  # labels taken by codes 0..k-1 (a bit mask) -> most images those codes can match
+    # labels taken by codes 0..k-1 (a bit mask) -> (most images those codes can match, the labels they took)
+    best = {0: (0, ())}
     for code in range(num_classes):
         extended = {}
-        for taken, matched in best.items():
+        for taken, (matched, chosen) in best.items():
             for label in range(num_classes):
                 if not taken >> label & 1:
                     key, value = taken | 1 << label, matched + counts[code, label].item()
-                    extended[key] = max(extended.get(key, -1), value)
+                    if value > extended.get(key, (-1,))[0]:
+                        extended[key] = (value, chosen + (label,))
         best = extended
-    return best[(1 << num_classes) - 1] / len(labels)
+    matched, label_of_code = best[(1 << num_classes) - 1]
+    purity = [counts[code, label].item() / max(counts[code].sum().item(), 1) for code, label in enumerate(label_of_code)]
+    return matched / len(labels), list(label_of_code), purity
 
 
 @torch.no_grad()

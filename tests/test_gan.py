@@ -340,14 +340,18 @@ def test_infogan_codes_are_drawn_from_their_priors():
     assert -1 <= codes["continuous"].min() < -0.95 and 0.95 < codes["continuous"].max() <= 1
 
 
-def test_best_assignment_accuracy_is_the_best_permutation():
+def test_best_assignment_is_the_best_permutation():
     labels = torch.randint(4, (200,), generator=torch.Generator().manual_seed(0))
     codes = torch.tensor([2, 0, 3, 1])[labels]   # a relabelling: perfect once mapped back
-    assert gan_train.best_assignment_accuracy(codes, labels, 4) == 1.0
+    assert gan_train.best_assignment(codes, labels, 4) == (1.0, [1, 3, 0, 2], [1.0, 1.0, 1.0, 1.0])
     noisy = torch.where(torch.rand(200, generator=torch.Generator().manual_seed(1)) < 0.3, torch.randint(4, (200,)), codes)
-    brute_force = max((torch.tensor(permutation)[labels] == noisy).double().mean().item()
-                      for permutation in itertools.permutations(range(4)))
-    assert gan_train.best_assignment_accuracy(noisy, labels, 4) == pytest.approx(brute_force)
+    scores = {permutation: (torch.tensor(permutation)[labels] == noisy).double().mean().item()
+              for permutation in itertools.permutations(range(4))}
+    best_code_of_label = max(scores, key=scores.get)
+    accuracy, label_of_code, purity = gan_train.best_assignment(noisy, labels, 4)
+    assert accuracy == pytest.approx(scores[best_code_of_label])
+    assert [best_code_of_label[label] for label in label_of_code] == [0, 1, 2, 3]   # the same map, read the other way
+    assert purity[0] == pytest.approx((labels[noisy == 0] == label_of_code[0]).double().mean().item())
 
 
 @pytest.mark.parametrize("variant", ["cgan", "acgan", "infogan"])
@@ -360,7 +364,7 @@ def test_command_line_smoke_run_of_each_conditional_model(variant, tmp_path):
     assert result.returncode == 0, result.stderr
     fid_row = (out / "fid.csv").read_text().splitlines()
     if variant == "infogan":
-        assert "best one-to-one map" in result.stdout and "cluster_accuracy" in fid_row[0]
+        assert "best one-to-one map" in result.stdout and "cluster_accuracy" in fid_row[0] and "digit_of_c1" in fid_row[0]
         assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
         checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # the paper's rates: 2e-4 for D, 1e-3 for G
         assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == 2e-4
