@@ -10,7 +10,9 @@ Conditional models draw the classes given by --labels (InfoGAN: values of its ca
 every class in turn; a .pt output gets the labels beside it (samples.pt -> samples.labels.pt), which
 common/fid.py then uses to report how often the requested class was drawn. InfoGAN's c1 is a code whose
 values map to digits in an order of the training run's own, not a class, so its values go to
-samples.c1.pt instead, where common/fid.py does not take them for requested classes.
+samples.c1.pt instead, where common/fid.py does not take them for requested classes. To learn that order:
+
+    python GAN/sample.py GAN/results/mnist-infogan/checkpoint.pt --clusters    # the digit each c1 value draws
 """
 import argparse
 import math
@@ -22,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 
 from common import InputError
+from common.data import load_dataset
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
 from GAN.model import GAN
+from GAN.train import cluster_test_set
 
 
 def main():
@@ -32,11 +36,18 @@ def main():
     add_sample_flags(parser)
     parser.add_argument("--labels", type=int, nargs="+", default=None,
                         help="conditional models: the classes to draw, repeated up to --num images; None: 0, 1, ..., 9, 0, ...")
+    parser.add_argument("--clusters", action="store_true",
+                        help="infogan: instead of sampling, encode the test set with Q and print the class each c1 "
+                             "value holds (the best one-to-one map, as train.py scores it)")
+    parser.add_argument("--data-root", default=None, help="--clusters: where the dataset is; None: the training run's")
     args = parser.parse_args()
     try:
         check_samples_path(args.out)
         device = choose_device(args.device)
-        model, _ = load_trained_model(args.checkpoint, "GAN", GAN, device)
+        model, checkpoint = load_trained_model(args.checkpoint, "GAN", GAN, device)
+        if args.clusters:
+            print_clusters(model, checkpoint["args"], args.data_root)
+            return
         labels = requested_labels(model, args.labels, args.num)
         torch.manual_seed(args.seed)
         images = torch.cat([model.sample(z=model.noise(min(args.batch_size, args.num - start)),
@@ -50,6 +61,19 @@ def main():
             print(f"wrote their {'c1 codes' if model.variant == 'infogan' else 'labels'} to {path}")
     except InputError as error:
         sys.exit(f"error: {error}")
+
+
+def print_clusters(model, run, data_root=None):
+    """Which class of the run's test set each value of InfoGAN's c1 holds, by Q's most likely c1 per image."""
+    if model.variant != "infogan":
+        raise InputError(f"--clusters needs an InfoGAN checkpoint; this one is a {model.variant}")
+    images, labels = load_dataset(run["dataset"], data_root or run["data_root"], run["image_size"], train=False)
+    if labels is None:
+        raise InputError(f"--clusters needs a labelled test set; {run['dataset']} has no labels")
+    accuracy, class_of_code, purity = cluster_test_set(model, images, labels)
+    print(f"c1 -> class, the best one-to-one map over the {len(labels):,} test images: {accuracy:.2%} correct")
+    for code, (label, share) in enumerate(zip(class_of_code, purity)):
+        print(f"c1 = {code}: class {label} ({share:.1%} of the test images Q gives c1 = {code} are that class)")
 
 
 def requested_labels(model, labels, count):

@@ -289,10 +289,17 @@ def measure(model, scorer, count, batch_size, seed, test_images=None, test_label
         images = torch.cat([model.sample(z=z_part) for z_part in z.split(batch_size)])
     quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
     if model.variant == "infogan" and test_images is not None:
-        codes = torch.cat([model.encode_category(chunk.to(device).float() / 255) for chunk in test_images.split(batch_size)])
         quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \
-            best_assignment(codes.cpu(), test_labels, model.num_classes)
+            cluster_test_set(model, test_images, test_labels, batch_size)
     return quality
+
+
+@torch.no_grad()
+def cluster_test_set(model, images, labels, batch_size=1000):
+    """InfoGAN: Q's c1 for each uint8 test image, scored against the labels by best_assignment."""
+    device = next(model.parameters()).device
+    codes = torch.cat([model.encode_category(chunk.to(device).float() / 255).cpu() for chunk in images.split(batch_size)])
+    return best_assignment(codes, labels.cpu(), model.num_classes)
 
 
 def best_assignment(codes, labels, num_classes):

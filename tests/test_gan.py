@@ -10,6 +10,7 @@ from torch import nn
 
 from common import InputError
 from common.fid import SampleScorer, frechet_distance, load_classifier
+from common.utils import read_csv
 from conftest import ROOT
 from GAN import model as gan_model
 from GAN import sample as gan_sample
@@ -401,11 +402,24 @@ def test_sample_script_keeps_infogan_codes_apart_from_class_labels(tmp_path, mon
     assert not (tmp_path / "s.labels.pt").exists()  # c1 = 2 is not a request for the digit 2
 
 
+def test_sample_script_prints_the_class_each_infogan_code_holds(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
+             "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "1", "--fid-samples", "0")
+    capsys.readouterr()
+    run_main(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--clusters", "--device", "cpu")
+    printed = capsys.readouterr().out.splitlines()
+    logged = float(read_csv(out / "log.csv")[-1]["cluster_accuracy"])   # what training scored at its last epoch
+    assert f"{logged:.2%} correct" in printed[0]
+    assert len(printed) == 11 and sorted(int(line.split("class ")[1].split()[0]) for line in printed[1:]) == list(range(10))
+
+
 def test_labels_for_an_unconditional_model_and_a_conditional_model_without_labels_are_clear_errors(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1", "--width", "8",
              "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
     assert "needs a conditional model" in error_of(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--labels", "1")
+    assert "needs an InfoGAN checkpoint" in error_of(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--clusters")
     from conftest import write_images
     write_images(tmp_path / "flat", 40, size=(32, 32))
     assert "have none" in error_of(gan_train, monkeypatch, "--model", "acgan", "--dataset", "folder", "--data-root",
