@@ -280,13 +280,14 @@ def measure(model, scorer, count, batch_size, seed, test_images=None, test_label
     """FID and class shares of `count` samples from seeded noise (repeatable for one model). Conditional
     models get balanced requested classes and their accuracy; InfoGAN gets its clustering accuracy."""
     device = next(model.parameters()).device
+    # Every input comes from this seeded generator, none from the global random stream that training draws its
+    # noise from: how often quality is measured (--fid-every) must not change the run.
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(count, model.latent_dim, generator=generator).to(device)
-    labels = (torch.arange(count) % model.num_classes).to(device)
-    if model.variant in ("cgan", "acgan"):
-        images = torch.cat([model.sample(z=z_part, labels=y_part) for z_part, y_part in zip(z.split(batch_size), labels.split(batch_size))])
-    else:
-        images = torch.cat([model.sample(z=z_part) for z_part in z.split(batch_size)])
+    labels = (torch.arange(count) % model.num_classes).to(device)                           # dcgan ignores them
+    continuous = (torch.rand(count, model.continuous_codes, generator=generator) * 2 - 1).to(device)  # infogan's c2, c3
+    images = torch.cat([model.sample(z=z_part, labels=y_part, continuous=c_part) for z_part, y_part, c_part
+                        in zip(z.split(batch_size), labels.split(batch_size), continuous.split(batch_size))])
     quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
     if model.variant == "infogan" and test_images is not None:
         quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \

@@ -333,6 +333,20 @@ def test_infogan_category_enters_the_generator_scaled_and_the_class_label_does_n
         assert torch.equal(category, scale * torch.nn.functional.one_hot(codes["labels"], 10).float())
 
 
+def test_measuring_quality_does_not_change_an_infogan_run(tmp_path, monkeypatch):
+    # The per-epoch FID draws InfoGAN's codes for its samples; from the global random stream, those draws
+    # would shift the noise of every later training step, so --fid-every would change the trained model.
+    # Here the first run measures after epochs 1 and 2, the second after epoch 2 only.
+    weights = []
+    for fid_every in ["1", "2"]:
+        out = tmp_path / f"every-{fid_every}"
+        run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path),
+                 "--epochs", "2", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", fid_every,
+                 "--fid-samples", "0")
+        weights.append(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
 def test_infogan_codes_are_drawn_from_their_priors():
     model = GAN((1, 32, 32), width=8, variant="infogan")
     codes = model.random_codes(4000)
