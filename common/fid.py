@@ -191,7 +191,6 @@ class SampleScorer:
 
     def __init__(self, dataset, root, image_size=None, device="cpu"):
         self.classifier, self.info = load_classifier(dataset, root, image_size, device)
-        self.device = device
         self.image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
         test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
         self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
