@@ -187,7 +187,8 @@ def frechet_distance(features_1, features_2):
 
 
 class SampleScorer:
-    """Scores generated images against one dataset's test set: FID, the floor and the class histogram."""
+    """Scores generated images against one dataset's test set: FID, the floor, the class histogram and, given
+    the classes the images were asked for, how often the classifier names them."""
 
     def __init__(self, dataset, root, image_size=None, device="cpu"):
         self.classifier, self.info = load_classifier(dataset, root, image_size, device)
