@@ -14,7 +14,8 @@ in G, strided convs with LeakyReLU(0.2) in D, every weight drawn from N(0, 0.02)
              L_D = -log sigma(D(x)) - log(1 - sigma(D(G(z))))
              L_G = -log sigma(D(G(z)))                      instead of log(1 - sigma(D(G(z)))), which saturates
     wgan     (Arjovsky et al., "Wasserstein GAN", arXiv:1701.07875): D is a critic f kept K-Lipschitz by
-             clipping every weight to [-c, c] after each step, and f(x) - f(G(z)) estimates W(p_data, p_G)
+             clipping each of its weights to [-c, c] after each step (not those of an extra head), and
+             f(x) - f(G(z)) estimates W(p_data, p_G)
              L_D = f(G(z)) - f(x)                           L_G = -f(G(z))
     wgan-gp  (Gulrajani et al., "Improved Training of Wasserstein GANs", arXiv:1704.00028): a penalty on
              the critic's gradient at random interpolates x^ = e x + (1 - e) G(z), e ~ U[0, 1], replaces clipping
@@ -76,17 +77,20 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image (B, C, S, S) -> score (B,): a logit for the GAN loss, a critic value for the Wasserstein ones.
+    """image (B, C, S, S) [and its labels (B,)] -> (score (B,), head output (B, K) or None).
 
-    `features` is the body up to the 4x4 map; `code`, when code_outputs > 0, is a second head on that body
-    (ACGAN's class logits, InfoGAN's Q).
+    The score is a logit for the GAN loss, a critic value for the Wasserstein ones. With label_planes > 0
+    (cgan) the labels join the image as that many one-hot planes. `features` is the body up to the 4x4 map;
+    `code`, when code_outputs > 0, is a second head on that body (ACGAN's class logits, InfoGAN's Q).
     """
 
-    def __init__(self, channels=1, image_size=32, width=64, batch_norm=True, downsample="stride", code_outputs=0):
+    def __init__(self, channels=1, image_size=32, width=64, batch_norm=True, downsample="stride", code_outputs=0,
+                 label_planes=0):
         super().__init__()
+        self.label_planes = label_planes
         halvings = num_halvings(image_size)
         # No BatchNorm on the first block: DCGAN found that normalising the input layer makes training unstable.
-        blocks = [DownBlock(channels, width, batch_norm=False, downsample=downsample)]   # (B, w, 16, 16)
+        blocks = [DownBlock(channels + label_planes, width, batch_norm=False, downsample=downsample)]  # (B, w, 16, 16)
         for i in range(halvings - 1):                                                    # (B, 2w, 8, 8) (B, 4w, 4, 4)
             blocks.append(DownBlock(width << i, width << (i + 1), batch_norm, downsample))
         self.features = nn.Sequential(*blocks)
@@ -95,8 +99,20 @@ class Discriminator(nn.Module):
         self.code = nn.Sequential(nn.Flatten(), nn.Linear(top * 4 * 4, 128), nn.LeakyReLU(0.2),  # (B, 128)
                                   nn.Linear(128, code_outputs)) if code_outputs else None         # (B, code_outputs)
 
-    def forward(self, x):
-        return self.score(self.features(x)).flatten()                                    # (B,)
+    def forward(self, images, labels=None, detach_code=False):
+        """detach_code: the code head reads the body's features without sending its gradient back into the body."""
+        if self.label_planes:
+            planes = F.one_hot(labels, self.label_planes).to(images.dtype)[:, :, None, None]  # (B, 10, 1, 1)
+            images = torch.cat([images, planes.expand(-1, -1, *images.shape[2:])], 1)     # (B, C + 10, S, S)
+        features = self.features(images)                                                   # (B, 4w, 4, 4)
+        score = self.score(features).flatten()                                             # (B,)
+        if detach_code:
+            features = features.detach()
+        return score, None if self.code is None else self.code(features)
+
+    def critic_parameters(self):
+        """The parameters the score depends on: the body and the score layer, not the code head."""
+        return [*self.features.parameters(), *self.score.parameters()]
 
 
 def init_dcgan_weights(module):
@@ -127,9 +143,9 @@ class GAN(nn.Module):
         self.q_trains_body = q_trains_body
         code_dim = {"dcgan": 0, "cgan": num_classes, "acgan": num_classes, "infogan": num_classes + continuous_codes}[variant]
         self.generator = Generator(latent_dim + code_dim, channels, size, width)
-        self.discriminator = Discriminator(channels + (num_classes if variant == "cgan" else 0), size, width,
-                                           batch_norm=loss != "wgan-gp", downsample=downsample,
-                                           code_outputs=code_dim if variant in ("acgan", "infogan") else 0)
+        self.discriminator = Discriminator(channels, size, width, batch_norm=loss != "wgan-gp", downsample=downsample,
+                                           code_outputs=code_dim if variant in ("acgan", "infogan") else 0,
+                                           label_planes=num_classes if variant == "cgan" else 0)
         self.apply(init_dcgan_weights)
 
     def noise(self, count):
@@ -167,30 +183,18 @@ class GAN(nn.Module):
             codes["continuous"] = torch.rand(len(z), self.continuous_codes, device=z.device) * 2 - 1 if continuous is None else continuous
         return (self.generate(z, codes) + 1) / 2
 
-    def discriminate(self, images, labels=None, detach_code=False):
-        """D's score (B,) and its code head's output (B, K) or None. For cgan, D sees the label as one-hot planes.
-        detach_code: the code head reads the body's features without sending its gradient back into the body."""
-        if self.variant == "cgan":
-            planes = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None]  # (B, 10, 1, 1)
-            images = torch.cat([images, planes.expand(-1, -1, *images.shape[2:])], 1)      # (B, C + 10, S, S)
-        features = self.discriminator.features(images)                                      # (B, 4w, 4, 4)
-        score = self.discriminator.score(features).flatten()                                # (B,)
-        if detach_code:
-            features = features.detach()
-        return score, None if self.discriminator.code is None else self.discriminator.code(features)
-
     def discriminator_loss(self, real, fake, real_labels=None, codes=None):
         """L_D on a real and a generated batch (pass fake detached, and the codes it was made from). Parts:
         D(x) and D(G(z)) as batch means (probabilities for "gan", critic values otherwise), the Wasserstein
         estimate and penalty for the critics, the class loss (acgan) or the information loss (infogan)."""
         codes = codes or {}
-        real_score, real_code = self.discriminate(real, real_labels)
+        real_score, real_code = self.discriminator(real, real_labels)
         # InfoGAN: in D's step Q learns from the body's features but does not shape them, so the body stays a
         # real-vs-fake detector and Q must find c1 in what that detector sees (the digit's shape), not in faint
         # detail the body would learn to pick up for Q alone. In G's step the gradient still runs through both.
         # q_trains_body=True is the paper's way: the information loss trains the body too.
-        fake_score, fake_code = self.discriminate(fake, codes.get("labels"),
-                                                  detach_code=self.variant == "infogan" and not self.q_trains_body)
+        fake_score, fake_code = self.discriminator(fake, codes.get("labels"),
+                                                   detach_code=self.variant == "infogan" and not self.q_trains_body)
         if self.loss_type == "gan":
             # L_D = -log sigma(D(x)) - log(1 - sigma(D(G(z)))), with -log sigma(s) = softplus(-s), -log(1 - sigma(s)) = softplus(s)
             total = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
@@ -224,13 +228,13 @@ class GAN(nn.Module):
         e = torch.rand(len(real), 1, 1, 1, device=real.device)
         between = (e * real + (1 - e) * fake).requires_grad_(True)
         # create_graph: the penalty is itself differentiated when L_D is minimised
-        grad, = torch.autograd.grad(self.discriminate(between, labels)[0].sum(), between, create_graph=True)
+        grad, = torch.autograd.grad(self.discriminator(between, labels)[0].sum(), between, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
     def generator_loss(self, fake, codes=None):
         """L_G on a generated batch that still carries the generator's graph, and the codes it was made from."""
         codes = codes or {}
-        fake_score, fake_code = self.discriminate(fake, codes.get("labels"))
+        fake_score, fake_code = self.discriminator(fake, codes.get("labels"))
         if self.loss_type == "gan":
             # L_G = -log sigma(D(G(z))), the non-saturating loss
             total = F.softplus(-fake_score).mean()
@@ -256,10 +260,11 @@ class GAN(nn.Module):
     @torch.no_grad()
     def encode_category(self, images):
         """InfoGAN: the most likely c1 under Q for each image (B,), the code the digit class should map to."""
-        return self.discriminate(images * 2 - 1)[1][:, :self.num_classes].argmax(1)
+        return self.discriminator(images * 2 - 1)[1][:, :self.num_classes].argmax(1)
 
     @torch.no_grad()
     def clip_critic_weights(self):
-        """WGAN: w <- clip(w, -c, c) for every critic parameter, after each critic step."""
-        for parameter in self.discriminator.parameters():
+        """WGAN: w <- clip(w, -c, c) for every parameter the critic's score depends on, after each critic step.
+        ACGAN's class head and InfoGAN's Q are left alone: the Lipschitz bound is on f, not on them."""
+        for parameter in self.discriminator.critic_parameters():
             parameter.clamp_(-self.clip, self.clip)

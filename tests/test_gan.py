@@ -26,7 +26,8 @@ def test_shapes(channels, size, loss):
     images = model.generator(model.noise(5))
     assert images.shape == (5, channels, size, size)
     assert images.min() >= -1 and images.max() <= 1  # Tanh
-    assert model.discriminator(images).shape == (5,)
+    score, head = model.discriminator(images)
+    assert score.shape == (5,) and head is None
     assert model.sample(3).min() >= 0  # sample() maps to [0, 1]
 
 
@@ -35,7 +36,7 @@ def test_maxpool_discriminator_and_critic_without_batchnorm():
     assert any(isinstance(m, nn.MaxPool2d) for m in model.discriminator.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.discriminator.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in GAN(loss="gan", width=8).discriminator.modules())
-    assert model.discriminator(torch.zeros(2, 1, 32, 32)).shape == (2,)
+    assert model.discriminator(torch.zeros(2, 1, 32, 32))[0].shape == (2,)
 
 
 def test_unsupported_image_size_is_a_clear_error():
@@ -54,11 +55,10 @@ class LinearCritic(nn.Module):
 
     def __init__(self, pixels):
         super().__init__()
-        self.features, self.linear, self.code = nn.Flatten(), nn.Linear(pixels, 1), None
-        self.score = self.linear  # the parts GAN.discriminate uses
+        self.linear = nn.Linear(pixels, 1)
 
-    def forward(self, x):
-        return self.linear(x.flatten(1)).flatten()
+    def forward(self, x, labels=None, detach_code=False):
+        return self.linear(x.flatten(1)).flatten(), None  # (score, no code head), as Discriminator returns
 
 
 def test_gradient_penalty_equals_its_closed_form_for_a_linear_critic():
@@ -69,7 +69,7 @@ def test_gradient_penalty_equals_its_closed_form_for_a_linear_critic():
     assert torch.allclose(model.gradient_penalty(real, fake), expected, rtol=1e-5)
     parts = model.discriminator_loss(real, fake)
     critic = model.discriminator
-    wasserstein = critic(real).mean() - critic(fake).mean()
+    wasserstein = critic(real)[0].mean() - critic(fake)[0].mean()
     assert torch.allclose(parts["wasserstein"], wasserstein)
     assert torch.allclose(parts["total"], -wasserstein + 10.0 * expected, rtol=1e-5)
     # The penalty is differentiable (create_graph): its gradient reaches the critic's weights.
@@ -81,7 +81,7 @@ def test_gan_losses_match_their_equations():
     model = GAN((1, 32, 32), width=8, loss="gan")
     model.discriminator = LinearCritic(32 * 32)
     real, fake = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
-    d_real, d_fake = torch.sigmoid(model.discriminator(real)), torch.sigmoid(model.discriminator(fake))
+    d_real, d_fake = torch.sigmoid(model.discriminator(real)[0]), torch.sigmoid(model.discriminator(fake)[0])
     parts = model.discriminator_loss(real, fake)
     assert torch.allclose(parts["total"], -(d_real.log().mean() + (1 - d_fake).log().mean()), rtol=1e-5)
     assert torch.allclose(parts["d_real"], d_real.mean()) and torch.allclose(parts["d_fake"], d_fake.mean())
@@ -94,6 +94,32 @@ def test_weight_clipping_keeps_every_critic_weight_within_c():
     model.clip_critic_weights()
     assert max(p.abs().max() for p in model.discriminator.parameters()) <= 0.01
     assert max(p.abs().max() for p in model.generator.parameters()) > 0.01  # the generator is left alone
+
+
+@pytest.mark.parametrize("variant", ["acgan", "infogan"])
+def test_weight_clipping_leaves_the_extra_heads_alone(variant):
+    # Clipping bounds the critic f; ACGAN's class head and InfoGAN's Q are not part of f's score.
+    torch.manual_seed(0)
+    model = GAN(width=8, loss="wgan", clip=0.01, variant=variant)
+    head_before = [p.clone() for p in model.discriminator.code.parameters()]
+    assert max(p.abs().max() for p in head_before) > 0.01
+    model.clip_critic_weights()
+    assert all(torch.equal(before, after) for before, after in zip(head_before, model.discriminator.code.parameters()))
+    assert max(p.abs().max() for p in model.discriminator.critic_parameters()) <= 0.01
+    critic = {id(p) for p in model.discriminator.critic_parameters()}
+    head = {id(p) for p in model.discriminator.code.parameters()}
+    assert critic | head == {id(p) for p in model.discriminator.parameters()} and not critic & head
+
+
+def test_cgan_discriminator_forward_is_the_path_the_losses_use():
+    # The one forward takes the labels: the score the GAN loss sees is the score the discriminator returns.
+    torch.manual_seed(0)
+    model = GAN((1, 32, 32), width=8, variant="cgan").eval()
+    real, fake, labels = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32), torch.tensor([1, 4, 7])
+    parts = model.discriminator_loss(real, fake, labels, {"labels": labels})
+    real_score, fake_score = model.discriminator(real, labels)[0], model.discriminator(fake, labels)[0]
+    expected = torch.nn.functional.softplus(-real_score).mean() + torch.nn.functional.softplus(fake_score).mean()
+    assert torch.allclose(parts["total"], expected)
 
 
 def test_frechet_distance_is_zero_for_a_set_with_itself_and_grows_with_a_mean_shift():
@@ -257,7 +283,7 @@ def test_conditional_shapes_and_the_label_reaching_the_image(variant, size):
     images = model.generate(z, codes)
     assert images.shape == (2, 1, size, size)
     assert (images[0] - images[1]).abs().max() > 0.01 * images.abs().max()  # eval-mode outputs at init are tiny
-    score, code = model.discriminate(images, codes["labels"])
+    score, code = model.discriminator(images, codes["labels"])
     assert score.shape == (2,)
     assert code is None if variant == "cgan" else code.shape == (2, 10 if variant == "acgan" else 12)
     assert model.sample(4, labels=torch.tensor([1, 2, 3, 4])).shape == (4, 1, size, size)
@@ -267,15 +293,15 @@ def test_cgan_discriminator_sees_the_label():
     torch.manual_seed(0)
     model = GAN((1, 32, 32), width=8, variant="cgan")
     images = torch.rand(2, 1, 32, 32)
-    first, _ = model.discriminate(images, torch.tensor([0, 0]))
-    second, _ = model.discriminate(images, torch.tensor([5, 5]))
+    first, _ = model.discriminator(images, torch.tensor([0, 0]))
+    second, _ = model.discriminator(images, torch.tensor([5, 5]))
     assert (first - second).abs().max() > 1e-6
 
 
 def fixed_discriminator(model, scores, codes):
     """Make D return chosen scores and code-head outputs: real batch first, fake batch second."""
     outputs = iter([(scores[0], codes[0]), (scores[1], codes[1]), (scores[1], codes[1])])
-    model.discriminate = lambda images, labels=None, detach_code=False: next(outputs)
+    model.discriminator.forward = lambda images, labels=None, detach_code=False: next(outputs)
 
 
 def test_auxiliary_class_loss_matches_a_hand_computed_value():
@@ -317,7 +343,7 @@ def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.code.parameters())
     model.zero_grad(set_to_none=True)
     fake = model.generate(model.noise(4), codes)
-    model.information_loss(model.discriminate(fake)[1], codes).backward()                # G's step: through the body to G
+    model.information_loss(model.discriminator(fake)[1], codes).backward()                # G's step: through the body to G
     assert all(p.grad is not None for p in model.discriminator.features.parameters())
     assert model.generator.net[1].weight.grad.abs().sum() > 0
 
