@@ -7,7 +7,9 @@ f maps an image x to a code z, a decoder g maps it back, and both are trained to
     loss = recon(x, g(f(x))) + code_l2 * ||z||^2
 
 where recon is the binary cross-entropy on pixels in [0, 1] (or the squared error), and the optional L2
-term pulls the codes toward 0, so that a Gaussian fitted to them is a usable sampler.
+term pulls the codes toward 0, so that a Gaussian fitted to them is a usable sampler. It is meant for
+unbounded codes: on sigmoid codes, 0 is where the sigmoid saturates, so it would push them into the flat
+end where they stop learning (train.py warns about that pair).
 
 Defines:
     ConvAE    fully convolutional: DownBlocks shrink the image to 4x4 while the channels grow; the code is

@@ -3,17 +3,21 @@
     python AE/train.py --epochs 50                                   # linear-bottleneck AE, 16 codes, MNIST
     python AE/train.py --latent-dim 2 --epochs 50                    # 2-D codes: scatter and manifold pictures
     python AE/train.py --arch conv                                   # fully convolutional (code: 128 x 4 x 4)
-    python AE/train.py --code-activation sigmoid --code-l2 0.2       # squashed codes pulled toward 0
+    python AE/train.py --code-activation sigmoid --latent-dim 2      # codes squashed into (0, 1)
+    python AE/train.py --code-l2 0.01                                # unbounded codes pulled toward 0
 
 The figure that matters is the test MSE per pixel (over the original 28x28 area for MNIST, without the
-padding), beside PCA with as many components as the code has, fitted on the same training images.
+padding), beside PCA with as many components as the code has, fitted on the same training images. A code
+with at least as many numbers as the image has pixels (the conv AE's 2,048 for 32x32 MNIST) is
+overcomplete: PCA with that many components is the identity, so no PCA figure is given for it.
 
 Everything goes to --out (default AE/results/<dataset>-linear-n<latent>/ or <dataset>-conv/):
-    log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel, time
+    log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel
+                          (empty for an overcomplete code), time
     checkpoint.pt         model, optimizer, epoch, args, random states and the Gaussian fitted to the codes
     reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
     frames/reconstructions_NNN.png, training.gif     the reconstruction grid, epoch by epoch
-    loss_curves.png       test MSE per pixel against PCA's
+    loss_curves.png       test MSE per pixel (against PCA's)
     samples.png           decoded codes drawn from a Gaussian fitted to the training codes
     interpolation.png     decoded straight lines between the codes of two test images
     codes_tsne.png / codes_pca.png, or codes_2d.png and manifold.png for a 2-D code     for labelled data
@@ -75,16 +79,24 @@ def train(args):
     area = original_area(args.dataset, train_images.shape[-1])
     code_size = math.prod(model.code_shape)
 
+    print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
+          f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}")
+    if args.code_activation == "sigmoid" and args.code_l2 > 0:
+        print("warning: --code-l2 pulls sigmoid codes toward 0, the end where the sigmoid saturates and passes "
+              "almost no gradient; use it with --code-activation none")
+
     # The baseline: PCA with as many components as the code has numbers, on the same (flattened) images;
     # above 4,096 pixels (64x64 RGB) on the first 20,000 of them, to bound the memory PCA.fit needs.
-    started = time.time()
     pixels = math.prod(train_images.shape[1:])
-    components = min(code_size, pixels)
-    pca_model = PCA(components).fit(train_images[:20_000 if pixels > 4096 else None].flatten(1) / 255)
-    pca_mse = mse_per_pixel(lambda x: pca_model.reconstruct(x.flatten(1)).view_as(x), test_images, area)
-    print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
-          f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}\n"
-          f"PCA with {components} components: test MSE per pixel {pca_mse:.5f} ({time.time() - started:.1f} s)")
+    pca_mse = None
+    if code_size < pixels:
+        started = time.time()
+        pca_model = PCA(code_size).fit(train_images[:20_000 if pixels > 4096 else None].flatten(1) / 255)
+        pca_mse = mse_per_pixel(lambda x: pca_model.reconstruct(x.flatten(1)).view_as(x), test_images, area)
+        print(f"PCA with {code_size} components: test MSE per pixel {pca_mse:.5f} ({time.time() - started:.1f} s)")
+    else:
+        print(f"the code has {code_size:,} numbers for {pixels:,} pixels: it is overcomplete, so it need not compress, "
+              f"and PCA with as many components is exact; no PCA comparison")
 
     start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
 
@@ -115,7 +127,7 @@ def train(args):
         test_mse = mse_per_pixel(model.reconstruct, test_images, area)
         code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
         print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} | test MSE per pixel "
-              f"{test_mse:.5f} (PCA {pca_mse:.5f}) | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
+              f"{test_mse:.5f}{'' if pca_mse is None else f' (PCA {pca_mse:.5f})'} | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
 
         # ---- pictures: reconstructions of fixed test images ----
         with torch.no_grad():
@@ -125,7 +137,7 @@ def train(args):
 
         # ---- log row and checkpoint ----
         append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
-                                     "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": f"{pca_mse:.6f}",
+                                     "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": "" if pca_mse is None else f"{pca_mse:.6f}",
                                      "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_checkpoint(out / "checkpoint.pt", checkpoint_state(
             "AE", model, model_config, {"optimizer": optimizer}, epoch, args, batches,
@@ -135,9 +147,10 @@ def train(args):
     save_training_gif(out, "reconstructions")
     rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
     if rows:
-        save_curves(out / "loss_curves.png", {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in rows],
-                                              "PCA": [float(r["pca_mse_per_pixel"]) for r in rows]},
-                    title=f"test MSE per pixel, {code_size} codes")
+        curves = {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in rows]}
+        if pca_mse is not None:
+            curves["PCA"] = [float(r["pca_mse_per_pixel"]) for r in rows]
+        save_curves(out / "loss_curves.png", curves, title=f"test MSE per pixel, {code_size} codes")
         model.eval()
         code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
         save_image(sample_codes(model, code_mean, code_covariance, 64), out / "samples.png", nrow=8)

@@ -28,7 +28,7 @@ from common.data import load_dataset
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
 from GAN.model import GAN
-from GAN.train import cluster_test_set
+from GAN.train import cluster_labelled_images
 
 
 def main():
@@ -70,7 +70,7 @@ def print_clusters(model, run, data_root=None):
     images, labels = load_dataset(run["dataset"], data_root or run["data_root"], run["image_size"], train=False)
     if labels is None:
         raise InputError(f"--clusters needs a labelled test set; {run['dataset']} has no labels")
-    accuracy, class_of_code, purity = cluster_test_set(model, images, labels)
+    accuracy, class_of_code, purity = cluster_labelled_images(model, images, labels)
     print(f"c1 -> class, the best one-to-one map over the {len(labels):,} test images: {accuracy:.2%} correct")
     for code, (label, share) in enumerate(zip(class_of_code, purity)):
         print(f"c1 = {code}: class {label} ({share:.1%} of the test images Q gives c1 = {code} are that class)")

@@ -15,9 +15,9 @@ dcgan, GAN/results/<dataset>-<model>[-<loss>]/ for the others):
     log.csv               one row per epoch: D and G losses, D(x), D(G(z)), the Wasserstein estimate
                           (critics only), the gradient penalty (wgan-gp), FID of 2,000 samples every
                           --fid-every epochs (with the class accuracy of cgan/acgan samples, or InfoGAN's
-                          clustering accuracy on the test set), time
-    fid.csv               at the end: FID of --fid-samples samples against the test set, the real floor,
-                          and the share of each class among the samples (mode collapse shows here); for
+                          clustering accuracy on the validation split: held-out training images), time
+    fid.csv               at the end: FID of --fid-samples samples against the test set, the floor (as many
+                          held-out real images against the test set), and the share of each class among the samples (mode collapse shows here); for
                           cgan/acgan the classifier's accuracy on the requested classes, overall and per
                           class; for infogan the test-set accuracy of the best one-to-one map c1 -> digit
     checkpoint.pt         both networks, both optimizers, epoch, args and random states, rewritten each epoch
@@ -41,7 +41,7 @@ from torchvision.utils import save_image
 
 from common import InputError
 from common.data import Batches, load_dataset
-from common.fid import SampleScorer
+from common.fid import SampleScorer, split_training_set
 from common.figures import save_curves, save_training_gif
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
@@ -133,11 +133,18 @@ def train(args):
     batches = Batches(train_images.to(device), train_labels.to(device) if uses_labels else None, args.batch_size,
                       seed=args.seed, value_range=(-1.0, 1.0))
     fixed = fixed_codes(model, args.seed, device)
-    test_images, test_labels = (load_dataset(args.dataset, args.data_root, args.image_size, train=False)
-                                if args.model == "infogan" and train_labels is not None else (None, None))
+    # InfoGAN never trains on the labels; they only score how c1 clusters the digits: on the validation split
+    # (the held-out training images) during training, on the test set once, at the end
+    validation_set = test_set = None
+    if args.model == "infogan" and train_labels is not None:
+        validation_set = split_training_set(train_images, train_labels)[1]
+        test_set = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     scorer = None
     if train_labels is not None and (args.fid_every or args.fid_samples):
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size, device)
+        floors = [scorer.floor(count) for count in (2000, args.fid_samples) if count]
+        print("FID floor (held-out real training images against the test set): "
+              + ", ".join(f"{floor:.3f} for {used:,} images" for floor, used in floors))
     print(f"GAN ({args.model}, {args.loss} loss, G {sum(p.numel() for p in model.generator.parameters()):,} + "
           f"D {sum(p.numel() for p in model.discriminator.parameters()):,} parameters) on {args.dataset} "
           f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {settings['optimizer']} lr {args.lr:g} (D), {args.g_lr:g} (G), "
@@ -203,20 +210,21 @@ def train(args):
         model.eval()
         row |= {"fid_2k": "", "accuracy_2k": ""} if uses_labels else {"fid_2k": ""}
         if args.model == "infogan":
-            row["cluster_accuracy"] = ""
+            row["cluster_accuracy_val"] = ""
         if scorer and args.fid_every and (epoch % args.fid_every == 0 or epoch == args.epochs):
-            quality = measure(model, scorer, 2000, args.batch_size * 16, epoch, test_images, test_labels)
+            quality = measure(model, scorer, 2000, args.batch_size * 16, epoch, validation_set)
             row["fid_2k"] = quality["fid"]
             if uses_labels:
                 row["accuracy_2k"] = quality["accuracy"]
             if args.model == "infogan":
-                row["cluster_accuracy"] = quality["cluster_accuracy"]
+                row["cluster_accuracy_val"] = quality["cluster_accuracy"]
         print(f"epoch {epoch}/{args.epochs} | D loss {row['d_loss']:.4f} | G loss {row['g_loss']:.4f} | "
               f"D(x) {row['d_real']:.3f} | D(G(z)) {row['d_fake']:.3f}"
               + (f" | W estimate {row['wasserstein']:.4f}" if args.loss != "gan" else "")
               + (f" | FID (2k samples) {row['fid_2k']:.3f}" if row["fid_2k"] != "" else "")
               + (f" | class accuracy {row['accuracy_2k']:.4f}" if row.get("accuracy_2k", "") != "" else "")
-              + (f" | clustering accuracy {row['cluster_accuracy']:.4f}" if row.get("cluster_accuracy", "") != "" else "")
+              + (f" | clustering accuracy (validation) {row['cluster_accuracy_val']:.4f}"
+                 if row.get("cluster_accuracy_val", "") != "" else "")
               + f" | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
 
         # ---- pictures, log row and checkpoint ----
@@ -227,8 +235,8 @@ def train(args):
 
     # ---- end of run: the full FID and class histogram, figures ----
     if scorer and args.fid_samples:
-        quality = measure(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_images, test_labels)
-        fid, floor, shares = quality["fid"], scorer.info["floor"], quality["shares"]
+        quality = measure(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_set)
+        fid, floor, shares = quality["fid"], quality["floor"], quality["shares"]
         extra = {}
         if uses_labels:
             extra = {"accuracy": f"{quality['accuracy']:.4f}",
@@ -239,8 +247,8 @@ def train(args):
         append_csv(out / "fid.csv", {"epoch": args.epochs, "samples": args.fid_samples, "fid": f"{fid:.4f}",
                                      "floor": f"{floor:.4f}", "fid_over_floor": f"{fid / floor:.2f}", **extra,
                                      **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
-        print(f"FID of {args.fid_samples} samples against the test set: {fid:.3f} (real floor {floor:.3f}, "
-              f"{fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
+        print(f"FID of {args.fid_samples} samples against the test set: {fid:.3f} (floor {floor:.3f}: "
+              f"{quality['floor_images']} held-out real images; {fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
         if uses_labels:
             print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
                   + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))
@@ -276,9 +284,10 @@ def fixed_codes(model, seed, device):
 
 
 @torch.no_grad()
-def measure(model, scorer, count, batch_size, seed, test_images=None, test_labels=None):
-    """FID and class shares of `count` samples from seeded noise (repeatable for one model). Conditional
-    models get balanced requested classes and their accuracy; InfoGAN gets its clustering accuracy."""
+def measure(model, scorer, count, batch_size, seed, labelled_set=None):
+    """FID, its floor and class shares of `count` samples from seeded noise (repeatable for one model).
+    Conditional models get balanced requested classes and their accuracy; InfoGAN gets its clustering
+    accuracy on labelled_set, (uint8 images, labels)."""
     device = next(model.parameters()).device
     # Every input comes from this seeded generator, none from the global random stream that training draws its
     # noise from: how often quality is measured (--fid-every) must not change the run.
@@ -289,15 +298,15 @@ def measure(model, scorer, count, batch_size, seed, test_images=None, test_label
     images = torch.cat([model.sample(z=z_part, labels=y_part, continuous=c_part) for z_part, y_part, c_part
                         in zip(z.split(batch_size), labels.split(batch_size), continuous.split(batch_size))])
     quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
-    if model.variant == "infogan" and test_images is not None:
+    if model.variant == "infogan" and labelled_set is not None:
         quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \
-            cluster_test_set(model, test_images, test_labels, batch_size)
+            cluster_labelled_images(model, *labelled_set, batch_size)
     return quality
 
 
 @torch.no_grad()
-def cluster_test_set(model, images, labels, batch_size=1000):
-    """InfoGAN: Q's c1 for each uint8 test image, scored against the labels by best_assignment."""
+def cluster_labelled_images(model, images, labels, batch_size=1000):
+    """InfoGAN: Q's c1 for each uint8 image, scored against the images' labels by best_assignment."""
     device = next(model.parameters()).device
     codes = torch.cat([model.encode_category(chunk.to(device).float() / 255).cpu() for chunk in images.split(batch_size)])
     return best_assignment(codes, labels.cpu(), model.num_classes)

@@ -8,6 +8,7 @@ import torch
 from AE import sample as ae_sample
 from AE import train as ae_train
 from AE.model import PCA, ConvAE, LinearAE
+from common.utils import read_csv
 from conftest import ROOT
 from test_vae_train import error_of, run_main
 
@@ -121,6 +122,25 @@ def test_conv_run_resume_and_sample(tmp_path, monkeypatch):
     images = torch.load(tmp_path / "s.pt", weights_only=True)
     assert images.shape == (6, 1, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert "is a checkpoint of the AE family" in error_of(__import__("VAE.sample").sample, monkeypatch, str(tmp_path / "split" / "checkpoint.pt"))
+
+
+def test_an_overcomplete_code_gets_no_pca_figure(tmp_path, monkeypatch, capsys):
+    # The conv AE's code at 32x32 is 128 x 4 x 4 = 2,048 numbers for 1,024 pixels: PCA with 1,024 components
+    # is exact, so a comparison with it would mean nothing.
+    run_main(ae_train, monkeypatch, "--dataset", "fake", "--arch", "conv", "--batch-size", "32", "--device", "cpu",
+             "--embedding", "pca", "--epochs", "1", "--out", str(tmp_path / "conv"))
+    output = capsys.readouterr().out
+    assert "overcomplete" in output and "PCA with 2048 components" not in output
+    rows = read_csv(tmp_path / "conv" / "log.csv")
+    assert rows[0]["pca_mse_per_pixel"] == "" and float(rows[0]["test_mse_per_pixel"]) > 0
+
+
+def test_l2_on_sigmoid_codes_is_warned_about(tmp_path, monkeypatch, capsys):
+    common = ["--dataset", "fake", "--latent-dim", "2", "--batch-size", "32", "--device", "cpu", "--epochs", "1"]
+    run_main(ae_train, monkeypatch, *common, "--code-activation", "sigmoid", "--code-l2", "0.2", "--out", str(tmp_path / "a"))
+    assert "warning: --code-l2 pulls sigmoid codes toward 0" in capsys.readouterr().out
+    run_main(ae_train, monkeypatch, *common, "--code-l2", "0.2", "--out", str(tmp_path / "b"))
+    assert "warning" not in capsys.readouterr().out
 
 
 def test_bad_inputs(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from common import InputError
-from common.fid import SampleScorer, frechet_distance, load_classifier
+from common.fid import SampleScorer, features, frechet_distance, load_classifier, split_training_set
 from common.utils import read_csv
 from conftest import ROOT
 from GAN import model as gan_model
@@ -143,7 +143,7 @@ def test_classifier_is_trained_once_then_loaded_from_its_cache(mnist_root, capsy
     classifier, info = load_classifier("mnist", mnist_root, epochs=1)
     assert "training the mnist classifier" in capsys.readouterr().out
     assert (mnist_root / "classifiers" / "mnist-32px.pt").is_file()
-    assert 0 <= info["test_accuracy"] <= 1 and info["floor"] >= 0
+    assert 0 <= info["test_accuracy"] <= 1 and info["fit_images"] == 42 and info["held_out_images"] == 8
     again, info_again = load_classifier("mnist", mnist_root)
     assert capsys.readouterr().out == ""
     assert info_again == info
@@ -172,6 +172,59 @@ def test_scorer_histogram_and_28_pixel_samples(mnist_root):
     assert asked["accuracy"] == pytest.approx(scorer.info["test_accuracy"])  # what the classifier scored on it
     class_sizes = torch.bincount(test_labels, minlength=10).double()
     assert (torch.tensor(asked["class_accuracy"]) * class_sizes).sum() / len(test_labels) == pytest.approx(asked["accuracy"])
+
+
+def test_classifier_never_sees_the_held_out_images_and_the_floor_uses_as_many_of_them(mnist_root, monkeypatch):
+    from common import fid as fid_module
+    from common.data import load_dataset
+    seen = []
+    real_batches = fid_module.Batches
+    monkeypatch.setattr(fid_module, "Batches", lambda images, *rest, **options: seen.append(images) or
+                        real_batches(images, *rest, **options))
+    scorer = SampleScorer("mnist", mnist_root)
+    train_images, train_labels = load_dataset("mnist", mnist_root, train=True)
+    (fit_images, _), (held_out, _) = split_training_set(train_images, train_labels)
+    assert len(held_out) == 8 and torch.equal(held_out, train_images[-8:])    # a sixth of 50 images, the last ones
+    assert len(seen) == 1 and torch.equal(seen[0], fit_images)                # what the classifier trained on
+    test_images, _ = load_dataset("mnist", mnist_root, train=False)
+    for count in (5, 8, 100):                                                 # 100: all 8 there are
+        floor, used = scorer.floor(count)
+        expected = frechet_distance(features(scorer.classifier, held_out[:min(count, 8)].float() / 255),
+                                    features(scorer.classifier, test_images.float() / 255))
+        assert used == min(count, 8) and floor == pytest.approx(expected)
+    result = scorer.score(test_images[:5].float() / 255)
+    assert (result["floor"], result["floor_images"]) == scorer.floor(5)
+
+
+def test_training_the_classifier_touches_no_global_random_state(mnist_root, monkeypatch):
+    # torch.manual_seed would reseed every CUDA device too (and fork_rng(devices=[]) restores only the CPU),
+    # so a run on a GPU that trained the classifier first would draw all its noise from that seed.
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    load_classifier("mnist", mnist_root, epochs=1)
+    assert reseeded == []
+    assert torch.equal(torch.get_rng_state(), cpu_state)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all() if cuda_states else [], cuda_states))
+    # and the weights do not depend on the global stream
+    torch.manual_seed(123)
+    (mnist_root / "classifiers" / "mnist-32px.pt").unlink()
+    again, _ = load_classifier("mnist", mnist_root, epochs=1)
+    first = torch.load(mnist_root / "classifiers" / "mnist-32px.pt", weights_only=True)["model"]
+    assert all(torch.equal(first[name], value) for name, value in again.state_dict().items())
+
+
+def test_a_classifier_cached_by_the_older_version_is_trained_again(mnist_root, capsys):
+    load_classifier("mnist", mnist_root, epochs=1)
+    path = mnist_root / "classifiers" / "mnist-32px.pt"
+    saved = torch.load(path, weights_only=True)
+    del saved["version"]            # as version 1 wrote it: trained on the whole training set
+    torch.save(saved, path)
+    capsys.readouterr()
+    load_classifier("mnist", mnist_root, epochs=1)
+    assert "older version" in capsys.readouterr().out
+    assert torch.load(path, weights_only=True)["version"] == 2
 
 
 def test_corrupt_cached_classifier_is_a_clear_error(mnist_root):
@@ -442,15 +495,25 @@ def test_sample_script_keeps_infogan_codes_apart_from_class_labels(tmp_path, mon
     assert not (tmp_path / "s.labels.pt").exists()  # c1 = 2 is not a request for the digit 2
 
 
-def test_sample_script_prints_the_class_each_infogan_code_holds(tmp_path, monkeypatch, capsys):
+def test_infogan_clustering_is_watched_on_the_validation_split_and_reported_on_the_test_set(tmp_path, monkeypatch, capsys):
+    # Anything chosen from the per-epoch figure (a seed, a checkpoint) must not have looked at the test set.
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
-             "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "1", "--fid-samples", "0")
+             "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "1", "--fid-samples", "200")
+    from common.data import load_dataset
+    model = gan_train.GAN(**torch.load(out / "checkpoint.pt", weights_only=True)["model_config"])
+    model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
+    model.eval()
+    train_images, train_labels = load_dataset("fake", tmp_path, train=True)
+    validation = gan_train.cluster_labelled_images(model, *split_training_set(train_images, train_labels)[1])[0]
+    test = gan_train.cluster_labelled_images(model, *load_dataset("fake", tmp_path, train=False))[0]
+    assert float(read_csv(out / "log.csv")[-1]["cluster_accuracy_val"]) == pytest.approx(validation, abs=1e-4)
+    assert float(read_csv(out / "fid.csv")[-1]["cluster_accuracy"]) == pytest.approx(test, abs=1e-4)
+
     capsys.readouterr()
     run_main(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--clusters", "--device", "cpu")
     printed = capsys.readouterr().out.splitlines()
-    logged = float(read_csv(out / "log.csv")[-1]["cluster_accuracy"])   # what training scored at its last epoch
-    assert f"{logged:.2%} correct" in printed[0]
+    assert f"{test:.2%} correct" in printed[0]                          # sample.py --clusters: the test set too
     assert len(printed) == 11 and sorted(int(line.split("class ")[1].split()[0]) for line in printed[1:]) == list(range(10))
 
 
