@@ -34,7 +34,7 @@ import torch
 from torchvision.utils import save_image
 
 from common import InputError
-from common.data import Batches, load_dataset
+from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
@@ -156,13 +156,6 @@ def train(args):
         save_image(sample_codes(model, code_mean, code_covariance, 64), out / "samples.png", nrow=8)
         draw_code_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
-
-
-def original_area(dataset, size):
-    """The rows and columns that hold the image itself: MNIST's 28x28 inside its 32x32 padding."""
-    if dataset in ("mnist", "fashion-mnist") and size == 32:
-        return slice(2, 30)
-    return slice(None)
 
 
 @torch.no_grad()

@@ -16,8 +16,17 @@ p(x|z) is Bernoulli on pixels in [0, 1] (binary cross-entropy, the usual choice 
 one learned standard deviation (for RGB photos; Rybkin et al., arXiv:2006.13202). For reporting, the
 importance-weighted bound of Burda et al. (arXiv:1509.00519) gives a tighter estimate of log p(x).
 
+How the figures are stated: -ELBO and -log p(x) in nats per image. With Bernoulli p(x|z) on binarized
+images, -log p(x) is the usual "NLL"; on continuous pixels the Bernoulli is not a distribution over
+them, so its bound only compares with runs on the same data. A Gaussian p(x|z) is a density on pixels
+scaled to [0, 1]: for 8-bit images it is stated in bits per dimension, with uniform dequantization
+y = (x + u) / 256, u ~ U[0, 1) and the log 256 of the scaling (bits_per_dim). Given z the pixels are
+independent, so the bound restricted to some pixels (MNIST's 28x28 inside its 32x32 padding) is exact
+for those pixels.
+
 Defines: MLPEncoder/MLPDecoder (784-400-latent), ConvEncoder/ConvDecoder (DownBlock/UpBlock stacks),
-and VAE, with encode / reparameterize / decode, loss, log_likelihood (importance-weighted) and sample.
+and VAE, with encode / reparameterize / decode, loss, kl_divergence, log_likelihood (importance-weighted)
+and sample; binarize_once (the fixed binarized test set) and bits_per_dim.
 """
 import math
 
@@ -147,18 +156,23 @@ class VAE(nn.Module):
         squared = ((x - decoded) / self.log_sigma.exp()).square().flatten(1).sum(1)
         return -0.5 * squared - x[0].numel() * (self.log_sigma + 0.5 * math.log(2 * math.pi))
 
+    def kl_divergence(self, mu, logvar):
+        """KL(q(z|x) || p(z)) per image, in nats: (B,)."""
+        # KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (the VAE paper, Appendix B)
+        return -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
+
     def loss(self, x):
         """Mean over the batch, in nats per image: the weighted total and its unweighted parts."""
         decoded, mu, logvar = self(x)
         recon = -self.log_px_given_z(x, decoded).mean()
-        # KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (the VAE paper, Appendix B)
-        kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1).mean()
+        kl = self.kl_divergence(mu, logvar).mean()
         total = self.recon_weight * recon + self.beta * kl
         return {"total": total, "recon": recon, "kl": kl}
 
     @torch.no_grad()
-    def log_likelihood(self, x, samples=1000, chunk=100):
+    def log_likelihood(self, x, samples=1000, chunk=100, area=slice(None)):
         """Importance-weighted estimate of log p(x) per image (B,), in nats; samples=1 gives the ELBO.
+        area: the rows and columns of x it is for (all; MNIST's 28x28 inside its padding: slice(2, 30)).
 
         log p(x) ~= log (1/k) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)   (Burda et al., eq. 8)
         The estimate is a lower bound that tightens as k grows.
@@ -171,7 +185,7 @@ class VAE(nn.Module):
             eps = torch.randn(k, *mu.shape, device=x.device)          # (k, B, latent)
             z = mu + std * eps
             decoded = self.decode(z.flatten(0, 1))                     # (k*B, C, H, W)
-            log_px_z = self.log_px_given_z(x.repeat(k, 1, 1, 1), decoded).view(k, -1)
+            log_px_z = self.log_px_given_z(x.repeat(k, 1, 1, 1)[..., area, area], decoded[..., area, area]).view(k, -1)
             # log p(z) - log q(z|x) for diagonal Gaussians; the log(2 pi) terms cancel
             log_pz = -0.5 * z.square().sum(2)
             log_qz = -0.5 * (eps.square() + logvar).sum(2)
@@ -185,3 +199,22 @@ class VAE(nn.Module):
         if z is None:
             z = torch.randn(count, self.latent_dim, device=next(self.parameters()).device)
         return self.mean_image(self.decode(z))
+
+
+def binarize_once(images):
+    """One fixed Bernoulli draw of uint8 images, so that every evaluation sees the same binary test set."""
+    draw = torch.Generator().manual_seed(12345)
+    return (torch.bernoulli(images / 255, generator=draw) * 255).to(torch.uint8)
+
+
+def dequantize(images, generator=None):
+    """uint8 images -> y = (x + u) / 256, u ~ U[0, 1): each 8-bit value spread over its own bin of [0, 1]."""
+    return (images.float() + torch.rand(images.shape, generator=generator).to(images.device)) / 256
+
+
+def bits_per_dim(neg_log_density, dims):
+    """-log p(x) of 8-bit data, from a density's -log p(y) (nats per image) on dequantized y in [0, 1]^D:
+    P(x) is the integral of p over x's bin, of volume 256^-D, so -log P(x) <= -log p(y) + D log 256
+    (Jensen, over u), then in bits per dimension."""
+    # bits/dim = (-log p(y) + D log 256) / (D log 2)
+    return (neg_log_density + dims * math.log(256)) / (dims * math.log(2))

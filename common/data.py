@@ -65,6 +65,15 @@ def load_dataset(name, root, image_size=None, train=True):
     return load_folder(root, image_size, train)
 
 
+def original_area(dataset, size):
+    """The rows (and columns) of a loaded image that hold the image itself: MNIST's 28x28 inside the 2-pixel
+    padding that load_dataset adds at 32x32 (scaled with the image at other sizes); all of any other image."""
+    if dataset in ("mnist", "fashion-mnist") and size != 28:
+        pad = 2 * size // 32
+        return slice(pad, size - pad)
+    return slice(None)
+
+
 def missing(name, root, detail=""):
     return InputError(f"{name} data not found under {root}{detail}. To add it by hand: "
                       + MANUAL_STEPS[name].format(root=root))

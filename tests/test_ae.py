@@ -8,6 +8,7 @@ import torch
 from AE import sample as ae_sample
 from AE import train as ae_train
 from AE.model import PCA, ConvAE, LinearAE
+from common.data import original_area
 from common.utils import read_csv
 from conftest import ROOT
 from test_vae_train import error_of, run_main
@@ -90,9 +91,9 @@ def test_overfits_one_batch(model):
 def test_mse_per_pixel_ignores_the_padding():
     images = torch.zeros(3, 1, 32, 32, dtype=torch.uint8)
     images[..., 2:30, 2:30] = 255
-    area = ae_train.original_area("mnist", 32)
+    area = original_area("mnist", 32)
     assert ae_train.mse_per_pixel(torch.zeros_like, images, area) == pytest.approx(1.0)
-    assert ae_train.mse_per_pixel(torch.zeros_like, images, ae_train.original_area("folder", 32)) == pytest.approx(784 / 1024)
+    assert ae_train.mse_per_pixel(torch.zeros_like, images, original_area("folder", 32)) == pytest.approx(784 / 1024)
 
 
 def test_command_line_smoke_run(tmp_path):

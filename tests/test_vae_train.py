@@ -153,10 +153,62 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_checkpoint, m
     assert torch.load(trained_checkpoint, weights_only=True)["epoch"] == 1
 
 
-def test_evaluate_reports_a_tighter_bound_than_the_elbo(trained_checkpoint, monkeypatch, capsys):
+def test_evaluate_reports_a_tighter_bound_than_the_elbo_and_names_it_by_the_data(trained_checkpoint, tmp_path,
+                                                                                 monkeypatch, capsys):
     from VAE import evaluate as vae_evaluate
     run_main(vae_evaluate, monkeypatch, str(trained_checkpoint), "--samples", "50", "--images", "20")
     line = capsys.readouterr().out
     neg_elbo = float(line.split("-ELBO ")[1].split()[0])
-    nll = float(line.split("NLL (k=50) ")[1].split()[0])
-    assert "20 test images" in line and nll < neg_elbo
+    bound = float(line.split("importance-weighted bound (k=50) ")[1].split()[0])
+    assert "20 test images" in line and bound < neg_elbo
+    assert "not an NLL" in line                  # a Bernoulli on continuous pixels is no likelihood of them
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--binarize", "--embedding", "pca",
+             "--out", str(tmp_path / "binary"))
+    run_main(vae_evaluate, monkeypatch, str(tmp_path / "binary" / "checkpoint.pt"), "--samples", "20", "--images", "10")
+    assert "importance-weighted NLL (k=20)" in capsys.readouterr().out
+
+
+def test_padded_mnist_is_scored_over_its_original_28x28_area_too(mnist_root, tmp_path, monkeypatch, capsys):
+    # 240 of the 1,024 pixels of padded MNIST are always 0: the usual MNIST figure counts the 784 others.
+    run_main(vae_train, monkeypatch, "--data-root", str(mnist_root), "--arch", "conv", "--epochs", "1",
+             "--batch-size", "10", "--embedding", "pca", "--out", str(tmp_path / "run"))
+    assert "over 28x28" in capsys.readouterr().out
+    from common.utils import read_csv, load_trained_model
+    row = read_csv(tmp_path / "run" / "log.csv")[0]
+    model, _ = load_trained_model(tmp_path / "run" / "checkpoint.pt", "VAE", vae_model.VAE, "cpu")
+    x = torch.rand(4, 1, 32, 32)
+    x[..., :2, :], x[..., 30:, :], x[..., :, :2], x[..., :, 30:] = 0, 0, 0, 0
+    torch.manual_seed(0)
+    parts = vae_train.evaluate(model, (x * 255).to(torch.uint8), 4, slice(2, 30))
+    torch.manual_seed(0)
+    decoded, mu, logvar = model((x * 255).to(torch.uint8).float() / 255)
+    inside = torch.nn.functional.binary_cross_entropy_with_logits(decoded[..., 2:30, 2:30], (x * 255).to(torch.uint8)[..., 2:30, 2:30].float() / 255,
+                                                                  reduction="sum") / 4
+    assert parts["neg_elbo_28x28"] == pytest.approx(inside.item() + model.kl_divergence(mu, logvar).mean().item(), rel=1e-5)
+    assert parts["neg_elbo_28x28"] < parts["neg_elbo"]      # the padding's pixels cost something
+    assert float(row["test_neg_elbo_28x28"]) < float(row["test_neg_elbo"])
+    # from evaluate.py too, over 28x28
+    from VAE import evaluate as vae_evaluate
+    run_main(vae_evaluate, monkeypatch, str(tmp_path / "run" / "checkpoint.pt"), "--samples", "5", "--images", "10")
+    assert "28x28 pixels each" in capsys.readouterr().out
+    # an MLP run on 28x28 images has nothing to crop: one figure
+    run_main(vae_train, monkeypatch, "--data-root", str(mnist_root), "--epochs", "1", "--batch-size", "10",
+             "--embedding", "pca", "--out", str(tmp_path / "mlp"))
+    assert "test_neg_elbo_28x28" not in read_csv(tmp_path / "mlp" / "log.csv")[0]
+
+
+def test_a_gaussian_vae_is_reported_in_bits_per_dimension(tmp_path, monkeypatch, capsys):
+    run_main(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--likelihood", "gaussian", "--embedding", "pca",
+             "--out", str(tmp_path / "run"))
+    from VAE import evaluate as vae_evaluate
+    run_main(vae_evaluate, monkeypatch, str(tmp_path / "run" / "checkpoint.pt"), "--samples", "10", "--images", "10")
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "bits/dim" in line and "dequantized" in line and "NLL" not in line
+    from_elbo = float(line.split(": ")[1].split(" bits/dim")[0])
+    from_bound = float(line.split("from the ELBO, ")[1].split(" bits/dim")[0])
+    assert 0 < from_bound <= from_elbo      # -log P(x) of 8-bit data is positive; the bound is the tighter
+
+
+def test_bits_per_dim_of_a_uniform_density_is_eight():
+    # p(y) = 1 on [0, 1]^D: every 8-bit value has probability 1/256, 8 bits per dimension.
+    assert vae_model.bits_per_dim(0.0, 784) == pytest.approx(8.0)
