@@ -18,12 +18,14 @@ Defines:
     PCA       the optimal *linear* autoencoder with n codes (Eckart-Young): the top n eigenvectors of the
               covariance, i.e. the right singular vectors of the centred data.
 """
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from common.blocks import DownBlock, UpBlock, num_halvings
+from common.figures import principal_axes
 
 
 def conv_trunk(channels, size, base_channels):
@@ -38,7 +40,7 @@ def conv_trunk(channels, size, base_channels):
 
 
 class Autoencoder(nn.Module):
-    """What both autoencoders share: the code activation, the loss and sampling from a Gaussian over codes."""
+    """What both autoencoders share: the code activation, the loss and sampling from a Gaussian fitted to codes."""
 
     def __init__(self, code_activation="none", code_l2=0.0, recon_loss="bce"):
         super().__init__()
@@ -70,9 +72,30 @@ class Autoencoder(nn.Module):
         penalty = self.code_l2 * z.square().flatten(1).sum(1).mean()
         return {"total": recon + penalty, "recon": recon, "code_l2": penalty}
 
+    def add_code_gaussian(self):
+        """N(code_mean, code_covariance) over the flattened codes, saved with the weights: an autoencoder has
+        no prior of its own, and this is the simplest sampler that lands where the decoder has seen codes."""
+        size = math.prod(self.code_shape)
+        self.register_buffer("code_mean", torch.zeros(size))
+        self.register_buffer("code_covariance", torch.eye(size))
+
     @torch.no_grad()
-    def sample(self, codes):
-        """Images in [0, 1] decoded from the given codes (B, *code_shape)."""
+    def fit_code_gaussian(self, codes):
+        """Fit the sampler's Gaussian to codes (N, *code_shape), in float64."""
+        codes = codes.flatten(1).double()
+        self.code_mean.copy_(codes.mean(0))
+        self.code_covariance.copy_(torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1]))
+
+    @torch.no_grad()
+    def sample(self, count=None, codes=None, generator=None):
+        """Images in [0, 1] decoded from the given codes (B, *code_shape), or from `count` codes drawn from the
+        fitted Gaussian (with `generator`, a CPU torch.Generator, if given)."""
+        if codes is None:
+            mean, covariance = self.code_mean.double().cpu(), self.code_covariance.double().cpu()
+            # z = mean + L eps with L L^T = covariance; a little jitter keeps L defined when codes are degenerate
+            cholesky = torch.linalg.cholesky(covariance + 1e-6 * torch.eye(len(mean), dtype=covariance.dtype))
+            eps = torch.randn(count, len(mean), generator=generator, dtype=covariance.dtype)
+            codes = (mean + eps @ cholesky.T).float().view(count, *self.code_shape).to(self.code_mean.device)
         return torch.sigmoid(self.decode(codes))
 
 
@@ -84,6 +107,7 @@ class ConvAE(Autoencoder):
         channels, size, _ = image_shape
         self.encoder, self.decoder, width = conv_trunk(channels, size, base_channels)
         self.code_shape = (width, 4, 4)
+        self.add_code_gaussian()
 
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, 128, 4, 4)
@@ -103,6 +127,7 @@ class LinearAE(Autoencoder):
         self.decoder = nn.Sequential(nn.Linear(code_dim, width * 4 * 4), nn.ReLU(),               # (B, 128*4*4)
                                      nn.Unflatten(1, (width, 4, 4)), up)                         # (B, C, H, W)
         self.code_shape = (code_dim,)
+        self.add_code_gaussian()
 
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, n)
@@ -128,20 +153,9 @@ class PCA:
     def __init__(self, components):
         self.components = components
 
-    def fit(self, x, chunk_size=4096, exact_up_to=4096):
-        """x: (N, D) float. Up to `exact_up_to` dimensions (MNIST, CIFAR-10), exactly: the mean and the D x D
-        covariance add up in float64 chunk by chunk, then a full eigendecomposition. Beyond (64x64 RGB is
-        12,288), that eigendecomposition takes minutes, so a randomized SVD of the centred data finds the
-        top components instead (Halko et al., arXiv:0909.4061)."""
-        self.mean = sum(chunk.double().sum(0) for chunk in x.split(chunk_size)) / len(x)
-        if x.shape[1] <= exact_up_to:
-            covariance = sum((chunk.double() - self.mean).T @ (chunk.double() - self.mean)
-                             for chunk in x.split(chunk_size)) / len(x)
-            _, eigenvectors = torch.linalg.eigh(covariance)        # ascending eigenvalues
-            self.basis = eigenvectors[:, -self.components:].flip(1)  # (D, n), the largest first
-        else:
-            _, _, right_vectors = torch.svd_lowrank(x.float() - self.mean.float(), q=self.components + 10, niter=6)
-            self.basis = right_vectors[:, :self.components].double()  # (D, n), the largest first
+    def fit(self, x, **options):
+        """x: (N, D) float; common.figures.principal_axes finds the mean and the axes (options: its own)."""
+        self.mean, self.basis = principal_axes(x, self.components, **options)  # (D,), (D, n)
         return self
 
     def encode(self, x):

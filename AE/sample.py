@@ -1,5 +1,5 @@
 """Generate images from a trained autoencoder by decoding codes drawn from the Gaussian fitted to its
-training codes (saved in the checkpoint). An autoencoder has no prior of its own: this is the simplest
+training codes (saved with the model's weights). An autoencoder has no prior of its own: this is the simplest
 sampler that lands where the decoder has seen codes.
 
     python AE/sample.py AE/results/mnist-linear-n16/checkpoint.pt --num 64 --out samples.png   # a grid
@@ -17,7 +17,6 @@ from common import InputError
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
 from AE.model import make_autoencoder
-from AE.train import sample_codes
 
 
 def main():
@@ -26,10 +25,9 @@ def main():
     args = parser.parse_args()
     try:
         check_samples_path(args.out)
-        model, checkpoint = load_trained_model(args.checkpoint, "AE", make_autoencoder, choose_device(args.device))
+        model, _ = load_trained_model(args.checkpoint, "AE", make_autoencoder, choose_device(args.device))
         generator = torch.Generator().manual_seed(args.seed)
-        images = torch.cat([sample_codes(model, checkpoint["code_mean"], checkpoint["code_covariance"],
-                                         min(args.batch_size, args.num - start), generator).cpu()
+        images = torch.cat([model.sample(min(args.batch_size, args.num - start), generator=generator).cpu()
                             for start in range(0, args.num, args.batch_size)])
         write_samples(images, args.out)
         print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")

@@ -14,7 +14,7 @@ overcomplete: PCA with that many components is the identity, so no PCA figure is
 Everything goes to --out (default AE/results/<dataset>-linear-n<latent>/ or <dataset>-conv/):
     log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel
                           (empty for an overcomplete code), time
-    checkpoint.pt         model, optimizer, epoch, args, random states and the Gaussian fitted to the codes
+    checkpoint.pt         model (with the Gaussian fitted to its training codes), optimizer, epoch, args, random states
     reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
     frames/reconstructions_NNN.png, training.gif     the reconstruction grid, epoch by epoch
     loss_curves.png       test MSE per pixel (against PCA's)
@@ -125,7 +125,7 @@ def train(args):
         # ---- evaluate: test MSE per pixel, and the Gaussian over training codes that sample.py draws from ----
         model.eval()
         test_mse = mse_per_pixel(model.reconstruct, test_images, area)
-        code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
+        model.fit_code_gaussian(encode_all(model, train_images[:10_000].to(device), args.batch_size))
         print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} | test MSE per pixel "
               f"{test_mse:.5f}{'' if pca_mse is None else f' (PCA {pca_mse:.5f})'} | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
 
@@ -139,9 +139,8 @@ def train(args):
         append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
                                      "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": "" if pca_mse is None else f"{pca_mse:.6f}",
                                      "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", checkpoint_state(
-            "AE", model, model_config, {"optimizer": optimizer}, epoch, args, batches,
-            code_mean=code_mean.float().cpu(), code_covariance=code_covariance.float().cpu()))
+        save_checkpoint(out / "checkpoint.pt", checkpoint_state("AE", model, model_config, {"optimizer": optimizer},
+                                                                epoch, args, batches))
 
     # ---- end of run: figures ----
     save_training_gif(out, "reconstructions")
@@ -152,8 +151,7 @@ def train(args):
             curves["PCA"] = [float(r["pca_mse_per_pixel"]) for r in rows]
         save_curves(out / "loss_curves.png", curves, title=f"test MSE per pixel, {code_size} codes")
         model.eval()
-        code_mean, code_covariance = fit_code_gaussian(model, train_images[:10_000].to(device), args.batch_size)
-        save_image(sample_codes(model, code_mean, code_covariance, 64), out / "samples.png", nrow=8)
+        save_image(model.sample(64), out / "samples.png", nrow=8)
         draw_code_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
 
@@ -168,23 +166,9 @@ def mse_per_pixel(reconstruct, images, area, batch_size=1000):
 
 
 @torch.no_grad()
-def fit_code_gaussian(model, images, batch_size):
-    """Mean and covariance of the codes of `images`, flattened: the sampler of an autoencoder."""
-    codes = torch.cat([model.encode(x).flatten(1) for x, _ in Batches(images, None, batch_size, shuffle=False,
-                                                                       drop_last=False)]).double()
-    return codes.mean(0), torch.cov(codes.T).reshape(codes.shape[1], codes.shape[1])
-
-
-@torch.no_grad()
-def sample_codes(model, code_mean, code_covariance, count, generator=None):
-    """Decode `count` codes drawn from N(code_mean, code_covariance); images in [0, 1]."""
-    size = len(code_mean)
-    code_mean, code_covariance = code_mean.double().cpu(), code_covariance.double().cpu()
-    # z = mean + L eps with L L^T = covariance; a little jitter keeps L defined when codes are degenerate
-    cholesky = torch.linalg.cholesky(code_covariance + 1e-6 * torch.eye(size, dtype=code_covariance.dtype))
-    eps = torch.randn(count, size, generator=generator, dtype=code_covariance.dtype)
-    codes = (code_mean + eps @ cholesky.T).float().view(count, *model.code_shape)
-    return model.sample(codes.to(next(model.parameters()).device))
+def encode_all(model, images, batch_size):
+    """The codes of uint8 images, batch by batch."""
+    return torch.cat([model.encode(x) for x, _ in Batches(images, None, batch_size, shuffle=False, drop_last=False)])
 
 
 @torch.no_grad()
@@ -197,7 +181,7 @@ def draw_code_figures(model, test_images, test_labels, out, embedding, points=20
     pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(min(8, len(x)))]
     steps = torch.linspace(0, 1, 10, device=codes.device).view(1, 10, *[1] * (codes.dim() - 1))
     path = codes[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + codes[[b for _, b in pairs]].unsqueeze(1) * steps
-    save_image(model.sample(path.flatten(0, 1)), out / "interpolation.png", nrow=10)
+    save_image(model.sample(codes=path.flatten(0, 1)), out / "interpolation.png", nrow=10)
 
     if test_labels is None:
         return
@@ -208,7 +192,7 @@ def draw_code_figures(model, test_images, test_labels, out, embedding, points=20
         low, high = torch.quantile(flat, 0.01, dim=0), torch.quantile(flat, 0.99, dim=0)
         first, second = [torch.linspace(low[d].item(), high[d].item(), 20) for d in range(2)]
         grid = torch.stack(torch.meshgrid(second.flip(0), first, indexing="ij"), -1).flip(-1).reshape(-1, 2)
-        save_image(model.sample(grid.to(codes.device)), out / "manifold.png", nrow=20)
+        save_image(model.sample(codes=grid.to(codes.device)), out / "manifold.png", nrow=20)
     else:
         flattened = tsne(flat) if embedding == "tsne" else pca(flat)
         save_scatter(out / f"codes_{embedding}.png", flattened, labels.cpu(), title=f"{embedding} of test-set codes")

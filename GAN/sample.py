@@ -2,15 +2,15 @@
 
     python GAN/sample.py GAN/results/mnist-gan/checkpoint.pt --num 64 --out samples.png    # a grid
     python GAN/sample.py GAN/results/mnist-gan/checkpoint.pt --num 10000 --out samples.pt  # float N x C x H x W in [0, 1]
-    python common/fid.py samples.pt --data-root ../shared/data                             # its FID and class histogram
+    python GAN/fid.py samples.pt --data-root ../shared/data                             # its FID and class histogram
     python GAN/sample.py GAN/results/mnist-cgan/checkpoint.pt --num 1000 --labels 3 7 --out sevens_and_threes.pt
 
 Each image is G(z) for z ~ N(0, I), with the generator's BatchNorm in eval mode (its running statistics).
 Conditional models draw the classes given by --labels (InfoGAN: values of its categorical code c1), else
 every class in turn; a .pt output gets the labels beside it (samples.pt -> samples.labels.pt), which
-common/fid.py then uses to report how often the requested class was drawn. InfoGAN's c1 is a code whose
+GAN/fid.py then uses to report how often the requested class was drawn. InfoGAN's c1 is a code whose
 values map to digits in an order of the training run's own, not a class, so its values go to
-samples.c1.pt instead, where common/fid.py does not take them for requested classes. To learn that order:
+samples.c1.pt instead, where GAN/fid.py does not take them for requested classes. To learn that order:
 
     python GAN/sample.py GAN/results/mnist-infogan/checkpoint.pt --clusters    # the digit each c1 value draws
 """
@@ -27,8 +27,8 @@ from common import InputError
 from common.data import load_dataset
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
-from GAN.model import GAN
-from GAN.train import cluster_labelled_images
+from GAN.evaluate import cluster_labelled_images
+from GAN.model import CGAN, InfoGAN, make_gan
 
 
 def main():
@@ -44,7 +44,7 @@ def main():
     try:
         check_samples_path(args.out)
         device = choose_device(args.device)
-        model, checkpoint = load_trained_model(args.checkpoint, "GAN", GAN, device)
+        model, checkpoint = load_trained_model(args.checkpoint, "GAN", make_gan, device)
         if args.clusters:
             print_clusters(model, checkpoint["args"], args.data_root)
             return
@@ -56,17 +56,18 @@ def main():
         write_samples(images, args.out)
         print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
         if labels is not None and Path(args.out).suffix == ".pt":
-            path = Path(args.out).with_suffix(".c1.pt" if model.variant == "infogan" else ".labels.pt")
+            infogan = isinstance(model, InfoGAN)
+            path = Path(args.out).with_suffix(".c1.pt" if infogan else ".labels.pt")
             torch.save(labels, path)
-            print(f"wrote their {'c1 codes' if model.variant == 'infogan' else 'labels'} to {path}")
+            print(f"wrote their {'c1 codes' if infogan else 'labels'} to {path}")
     except InputError as error:
         sys.exit(f"error: {error}")
 
 
 def print_clusters(model, run, data_root=None):
     """Which class of the run's test set each value of InfoGAN's c1 holds, by Q's most likely c1 per image."""
-    if model.variant != "infogan":
-        raise InputError(f"--clusters needs an InfoGAN checkpoint; this one is a {model.variant}")
+    if not isinstance(model, InfoGAN):
+        raise InputError(f"--clusters needs an InfoGAN checkpoint; this one is a {run['model']}")
     images, labels = load_dataset(run["dataset"], data_root or run["data_root"], run["image_size"], train=False)
     if labels is None:
         raise InputError(f"--clusters needs a labelled test set; {run['dataset']} has no labels")
@@ -78,7 +79,7 @@ def print_clusters(model, run, data_root=None):
 
 def requested_labels(model, labels, count):
     """The label of each of the `count` images (int64), or None for an unconditional model."""
-    if model.variant == "dcgan":
+    if not isinstance(model, (CGAN, InfoGAN)):
         if labels is not None:
             raise InputError("--labels needs a conditional model (--model cgan, acgan or infogan); this checkpoint is a dcgan")
         return None

@@ -25,7 +25,7 @@ dcgan, GAN/results/<dataset>-<model>[-<loss>]/ for the others):
                           conditional models one row per class (infogan: per value of c1), one fixed z per column
     infogan_c2.png, infogan_c3.png   infogan: rows c1 = 0..9, columns c2 (or c3) from -2 to 2, the rest fixed
     loss_curves.png       D and G losses per epoch; fid_curve.png: the 2,000-sample FID over training
-FID is computed in the feature space of a small classifier trained on the dataset's labels (common/fid.py);
+FID is computed in the feature space of a small classifier trained on the dataset's labels (GAN/evaluate.py);
 datasets without labels get no FID.
 """
 import argparse
@@ -41,11 +41,11 @@ from torchvision.utils import save_image
 
 from common import InputError
 from common.data import Batches, load_dataset
-from common.fid import SampleScorer, split_training_set
 from common.figures import save_curves, save_training_gif
 from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
                           restore_run, save_checkpoint, seed_everything, start_run)
-from GAN.model import GAN, LOSSES, MODELS
+from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, split_training_set, watch, watched_columns
+from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 
 HERE = Path(__file__).resolve().parent
 
@@ -118,11 +118,14 @@ def train(args):
     if uses_labels and train_labels is None:
         raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
-    model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, width=args.width,
-                        loss=args.loss, downsample=args.downsample, clip=args.clip, gp_weight=args.gp_weight,
-                        variant=args.model, num_classes=num_classes, code_weight=args.code_weight,
-                        category_scale=args.category_scale, q_trains_body=args.q_trains_body)
-    model = GAN(**model_config).to(device)
+    model_config = dict(model=args.model, image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim,
+                        width=args.width, loss=args.loss, downsample=args.downsample, clip=args.clip,
+                        gp_weight=args.gp_weight)
+    model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),
+                     "acgan": dict(num_classes=num_classes, class_weight=args.code_weight),
+                     "infogan": dict(num_classes=num_classes, information_weight=args.code_weight,
+                                     category_scale=args.category_scale, q_trains_body=args.q_trains_body)}[args.model]
+    model = make_gan(**model_config).to(device)
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":
         d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=args.lr, betas=settings["betas"], fused=fused)
@@ -156,10 +159,7 @@ def train(args):
 
     for epoch in range(start_epoch, args.epochs + 1):
         model.train()
-        sums = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, "wasserstein": 0.0, "gradient_penalty": 0.0,
-                "class_loss": 0.0, "information_bound": 0.0}
-        g_steps = 0
-        g_loss_sum = 0.0
+        sums, g_loss_sum, g_steps = {}, 0.0, 0  # running sums of every part the losses return, on the device
         started = last_report = time.time()
         for step, (real, real_labels) in enumerate(batches, 1):
             generator_steps_now = ((epoch - 1) * len(batches) + step) % args.n_critic == 0  # counted over the run
@@ -184,10 +184,9 @@ def train(args):
                 g_loss_sum += g_loss.detach()
                 g_steps += 1
 
-            sums["d_loss"] += d_parts["total"].detach()  # stays on the device: no GPU sync per step
-            for name in ("d_real", "d_fake", "wasserstein", "gradient_penalty", "class_loss", "information_bound"):
-                if name in d_parts:
-                    sums[name] += d_parts[name].detach()
+            for name, value in d_parts.items():  # stays on the device: no GPU sync per step
+                name = "d_loss" if name == "total" else name
+                sums[name] = sums.get(name, 0.0) + value.detach()
             if time.time() - last_report > 10 or step == len(batches):  # .item() waits for the GPU: not every step
                 last_report = time.time()
                 means = {"d_loss": sums["d_loss"].item() / step, "g_loss": float(g_loss_sum) / max(g_steps, 1)}
@@ -197,34 +196,16 @@ def train(args):
                 print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
                                {**means, "D(x)": sums["d_real"].item() / step, "D(G(z))": sums["d_fake"].item() / step})
         seconds = time.time() - started
-        row = {"epoch": epoch, "d_loss": sums["d_loss"].item() / len(batches), "g_loss": float(g_loss_sum) / max(g_steps, 1),
-               "d_real": sums["d_real"].item() / len(batches), "d_fake": sums["d_fake"].item() / len(batches),
-               "wasserstein": sums["wasserstein"].item() / len(batches) if args.loss != "gan" else "",
-               "gradient_penalty": sums["gradient_penalty"].item() / len(batches) if args.loss == "wgan-gp" else ""}
-        if args.model == "acgan":
-            row["class_loss"] = sums["class_loss"].item() / len(batches)
-        if args.model == "infogan":
-            row["information_bound"] = sums["information_bound"].item() / len(batches)
+        means = {name: value.item() / len(batches) for name, value in sums.items()}
+        row = {"epoch": epoch, "d_loss": means.pop("d_loss"), "g_loss": float(g_loss_sum) / max(g_steps, 1), **means}
 
         # ---- evaluate: FID of 2,000 samples, cheap enough to watch quality over training ----
         model.eval()
-        row |= {"fid_2k": "", "accuracy_2k": ""} if uses_labels else {"fid_2k": ""}
-        if args.model == "infogan":
-            row["cluster_accuracy_val"] = ""
+        row |= dict.fromkeys(watched_columns(model), "")
         if scorer and args.fid_every and (epoch % args.fid_every == 0 or epoch == args.epochs):
-            quality = measure(model, scorer, 2000, args.batch_size * 16, epoch, validation_set)
-            row["fid_2k"] = quality["fid"]
-            if uses_labels:
-                row["accuracy_2k"] = quality["accuracy"]
-            if args.model == "infogan":
-                row["cluster_accuracy_val"] = quality["cluster_accuracy"]
-        print(f"epoch {epoch}/{args.epochs} | D loss {row['d_loss']:.4f} | G loss {row['g_loss']:.4f} | "
-              f"D(x) {row['d_real']:.3f} | D(G(z)) {row['d_fake']:.3f}"
-              + (f" | W estimate {row['wasserstein']:.4f}" if args.loss != "gan" else "")
-              + (f" | FID (2k samples) {row['fid_2k']:.3f}" if row["fid_2k"] != "" else "")
-              + (f" | class accuracy {row['accuracy_2k']:.4f}" if row.get("accuracy_2k", "") != "" else "")
-              + (f" | clustering accuracy (validation) {row['cluster_accuracy_val']:.4f}"
-                 if row.get("cluster_accuracy_val", "") != "" else "")
+            row |= watch(model, scorer, args.batch_size * 16, epoch, validation_set)
+        print(f"epoch {epoch}/{args.epochs} | " + " | ".join(f"{name} {value:.4g}" for name, value in row.items()
+                                                            if name != "epoch" and value != "")
               + f" | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
 
         # ---- pictures, log row and checkpoint ----
@@ -235,28 +216,8 @@ def train(args):
 
     # ---- end of run: the full FID and class histogram, figures ----
     if scorer and args.fid_samples:
-        quality = measure(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_set)
-        fid, floor, shares = quality["fid"], quality["floor"], quality["shares"]
-        extra = {}
-        if uses_labels:
-            extra = {"accuracy": f"{quality['accuracy']:.4f}",
-                     **{f"accuracy_{c}": f"{a:.4f}" for c, a in enumerate(quality["class_accuracy"])}}
-        if args.model == "infogan":
-            extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}",
-                     "digit_of_c1": " ".join(map(str, quality["digit_of_c1"]))}
-        append_csv(out / "fid.csv", {"epoch": args.epochs, "samples": args.fid_samples, "fid": f"{fid:.4f}",
-                                     "floor": f"{floor:.4f}", "fid_over_floor": f"{fid / floor:.2f}", **extra,
-                                     **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
-        print(f"FID of {args.fid_samples} samples against the test set: {fid:.3f} (floor {floor:.3f}: "
-              f"{quality['floor_images']} held-out real images; {fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
-        if uses_labels:
-            print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
-                  + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))
-        if args.model == "infogan":
-            print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set; c1 = k "
-                  f"-> digit (share of the test images Q gives k that are that digit): "
-                  + " ".join(f"{k}->{d} ({p:.0%})" for k, (d, p) in enumerate(zip(quality["digit_of_c1"], quality["c1_purity"]))))
-    if args.model == "infogan":
+        final_report(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_set, args.epochs, out)
+    if isinstance(model, InfoGAN):
         draw_code_sweeps(model, args.seed, out)
     save_training_gif(out, "samples", last_frame=out / "samples.png")
     rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
@@ -273,80 +234,14 @@ def fixed_codes(model, seed, device):
     """The inputs of the picture drawn every epoch: 64 fixed z for dcgan; for the conditional models a
     10 x 10 grid whose row r has class (or c1) r and whose column k has the k-th fixed z, c2 = c3 = 0."""
     draw = torch.Generator().manual_seed(seed)
-    if model.variant == "dcgan":
+    if not isinstance(model, (CGAN, InfoGAN)):
         return {"z": torch.randn(64, model.latent_dim, generator=draw).to(device)}
     rows = model.num_classes
     codes = {"z": torch.randn(10, model.latent_dim, generator=draw).repeat(rows, 1).to(device),
              "labels": torch.arange(rows).repeat_interleave(10).to(device)}
-    if model.variant == "infogan":
+    if isinstance(model, InfoGAN):
         codes["continuous"] = torch.zeros(rows * 10, model.continuous_codes, device=device)
     return codes
-
-
-@torch.no_grad()
-def measure(model, scorer, count, batch_size, seed, labelled_set=None):
-    """FID, its floor and class shares of `count` samples from seeded noise (repeatable for one model).
-    Conditional models get balanced requested classes and their accuracy; InfoGAN gets its clustering
-    accuracy on labelled_set, (uint8 images, labels)."""
-    device = next(model.parameters()).device
-    # Every input comes from this seeded generator, none from the global random stream that training draws its
-    # noise from: how often quality is measured (--fid-every) must not change the run.
-    generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.latent_dim, generator=generator).to(device)
-    labels = (torch.arange(count) % model.num_classes).to(device)                           # dcgan ignores them
-    continuous = (torch.rand(count, model.continuous_codes, generator=generator) * 2 - 1).to(device)  # infogan's c2, c3
-    images = torch.cat([model.sample(z=z_part, labels=y_part, continuous=c_part) for z_part, y_part, c_part
-                        in zip(z.split(batch_size), labels.split(batch_size), continuous.split(batch_size))])
-    quality = scorer.score(images, labels if model.variant in ("cgan", "acgan") else None)
-    if model.variant == "infogan" and labelled_set is not None:
-        quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \
-            cluster_labelled_images(model, *labelled_set, batch_size)
-    return quality
-
-
-@torch.no_grad()
-def cluster_labelled_images(model, images, labels, batch_size=1000):
-    """InfoGAN: Q's c1 for each uint8 image, scored against the images' labels by best_assignment."""
-    device = next(model.parameters()).device
-    codes = torch.cat([model.encode_category(chunk.to(device).float() / 255).cpu() for chunk in images.split(batch_size)])
-    return best_assignment(codes, labels.cpu(), model.num_classes)
-
-
-def best_assignment(codes, labels, num_classes):
-    """The best one-to-one map code -> label: a max-weight matching on the code/label count table, solved
-    exactly by dynamic programming over the sets of labels already taken (2^10 states). Returns its accuracy,
-    the label of each code (a list) and each code's purity (the share of its images that have that label)."""
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)   # counts[code, label]
-    # labels taken by codes 0..k-1 (a bit mask) -> (most images those codes can match, the labels they took)
-    best = {0: (0, ())}
-    for code in range(num_classes):
-        extended = {}
-        for taken, (matched, chosen) in best.items():
-            for label in range(num_classes):
-                if not taken >> label & 1:
-                    key, value = taken | 1 << label, matched + counts[code, label].item()
-                    if value > extended.get(key, (-1,))[0]:
-                        extended[key] = (value, chosen + (label,))
-        best = extended
-    matched, label_of_code = best[(1 << num_classes) - 1]
-    purity = [counts[code, label].item() / max(counts[code].sum().item(), 1) for code, label in enumerate(label_of_code)]
-    return matched / len(labels), list(label_of_code), purity
-
-
-@torch.no_grad()
-def draw_code_sweeps(model, seed, out):
-    """InfoGAN: one picture per continuous code; row r has c1 = r, columns sweep that code from -2 to 2,
-    the other continuous code is 0 and z is one fixed vector for the whole picture."""
-    device = next(model.parameters()).device
-    z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    values = torch.linspace(-2, 2, 10, device=device)
-    for index in range(model.continuous_codes):
-        continuous = torch.zeros(model.num_classes, 10, model.continuous_codes, device=device)
-        continuous[:, :, index] = values                                                  # (10 rows, 10 columns, codes)
-        labels = torch.arange(model.num_classes, device=device).repeat_interleave(10)
-        images = model.sample(z=z.expand(len(labels), -1), labels=labels, continuous=continuous.flatten(0, 1))
-        save_image(images, out / f"infogan_c{index + 2}.png", nrow=10)
 
 
 if __name__ == "__main__":

@@ -120,12 +120,12 @@ class VAE(nn.Module):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', not {likelihood!r}")
 
     @torch.no_grad()
-    def init_output_bias(self, mean_image):
+    def init_output_bias(self, pixel_means):
         """Start the decoder's output at the training set's mean image (C, H, W), as in Burda et al.'s code:
         the first steps then learn the digits instead of the background. Per pixel for the MLP, per channel
         for the conv decoder. Worth about 0.4 nats of test -ELBO after 10 epochs on MNIST."""
-        mean_image = mean_image.double().clamp(1e-3, 1 - 1e-3)
-        bias = torch.logit(mean_image) if self.likelihood == "bernoulli" else mean_image
+        pixel_means = pixel_means.double().clamp(1e-3, 1 - 1e-3)
+        bias = torch.logit(pixel_means) if self.likelihood == "bernoulli" else pixel_means
         output_bias = self.decoder.to_pixels.bias
         output_bias.copy_(bias.flatten() if output_bias.numel() == bias.numel() else bias.mean((1, 2)))
 

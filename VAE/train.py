@@ -71,8 +71,8 @@ def train(args):
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
                         likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight)
     model = VAE(**model_config).to(device)
-    mean_image = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
-    model.init_output_bias(mean_image.to(device))
+    pixel_means = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
+    model.init_output_bias(pixel_means.to(device))
     # The fused kernel updates all parameters in one pass: on CPU the MLP epoch takes about 25% less time
     # (VAE/benchmark.py: 1.83 s against 2.39 s).
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))

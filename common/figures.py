@@ -89,11 +89,24 @@ def save_scatter(path, points, labels, title="", size=600, margin=20):
     image.save(path)
 
 
+def principal_axes(x, components, chunk_size=4096, exact_up_to=4096):
+    """PCA of the rows of x (N, D): their mean (D,) and top `components` axes (D, components), the largest
+    first, in float64. Up to `exact_up_to` dimensions exactly: the mean and the D x D covariance add up
+    chunk by chunk, then a full eigendecomposition. Beyond (64x64 RGB is 12,288), that takes minutes, so
+    a randomized SVD of the centred data finds the top axes instead (Halko et al., arXiv:0909.4061)."""
+    mean = sum(chunk.double().sum(0) for chunk in x.split(chunk_size)) / len(x)
+    if x.shape[1] > exact_up_to:
+        _, _, right_vectors = torch.svd_lowrank(x.float() - mean.float(), q=components + 10, niter=6)
+        return mean, right_vectors[:, :components].double()
+    covariance = sum((chunk.double() - mean).T @ (chunk.double() - mean) for chunk in x.split(chunk_size)) / len(x)
+    _, eigenvectors = torch.linalg.eigh(covariance)                   # ascending eigenvalues
+    return mean, eigenvectors[:, -components:].flip(1)
+
+
 def pca(x, components=2):
     """Project rows of x onto their top principal components: (N, D) -> (N, components)."""
-    centred = x - x.mean(0)
-    _, _, right_vectors = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ right_vectors[:components].T
+    mean, axes = principal_axes(x, components)
+    return ((x.double() - mean) @ axes).to(x.dtype)
 
 
 def tsne(x, perplexity=30.0, iterations=750, seed=0):

@@ -155,7 +155,11 @@ def load_checkpoint(path, family):
 def load_trained_model(path, family, build, device):
     """Rebuild the model a checkpoint describes (build(**model_config)) and load its weights, in eval mode."""
     checkpoint = load_checkpoint(path, family)
-    model = build(**checkpoint["model_config"])
+    try:
+        model = build(**checkpoint["model_config"])
+    except (TypeError, KeyError) as error:  # a configuration this version's models no longer take
+        raise InputError(f"checkpoint {path} was written by an older version of this repository and does not fit "
+                         f"its models ({type(error).__name__}: {error})") from None
     load_weights(model, checkpoint["model"], path)
     return model.to(device).eval(), checkpoint
 

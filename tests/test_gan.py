@@ -1,4 +1,4 @@
-"""GAN/model.py, GAN/train.py, GAN/sample.py and common/fid.py: shapes, the losses' math, FID, and the command line."""
+"""GAN/model.py, GAN/train.py, GAN/sample.py, GAN/evaluate.py and GAN/fid.py: shapes, the losses' math, FID, and the command line."""
 import itertools
 import math
 import subprocess
@@ -9,13 +9,14 @@ import torch
 from torch import nn
 
 from common import InputError
-from common.fid import SampleScorer, features, frechet_distance, load_classifier, split_training_set
+from GAN import evaluate as gan_evaluate
+from GAN.evaluate import SampleScorer, features, frechet_distance, load_classifier, split_training_set
 from common.utils import read_csv
 from conftest import ROOT
 from GAN import model as gan_model
 from GAN import sample as gan_sample
 from GAN import train as gan_train
-from GAN.model import GAN
+from GAN.model import ACGAN, CGAN, GAN, MODELS, InfoGAN, make_gan
 from test_vae_train import error_of, run_main
 
 
@@ -57,7 +58,7 @@ class LinearCritic(nn.Module):
         super().__init__()
         self.linear = nn.Linear(pixels, 1)
 
-    def forward(self, x, labels=None, detach_code=False):
+    def forward(self, x, labels=None, detach_auxiliary=False):
         return self.linear(x.flatten(1)).flatten(), None  # (score, no code head), as Discriminator returns
 
 
@@ -100,21 +101,21 @@ def test_weight_clipping_keeps_every_critic_weight_within_c():
 def test_weight_clipping_leaves_the_extra_heads_alone(variant):
     # Clipping bounds the critic f; ACGAN's class head and InfoGAN's Q are not part of f's score.
     torch.manual_seed(0)
-    model = GAN(width=8, loss="wgan", clip=0.01, variant=variant)
-    head_before = [p.clone() for p in model.discriminator.code.parameters()]
+    model = MODELS[variant](width=8, loss="wgan", clip=0.01)
+    head_before = [p.clone() for p in model.discriminator.auxiliary.parameters()]
     assert max(p.abs().max() for p in head_before) > 0.01
     model.clip_critic_weights()
-    assert all(torch.equal(before, after) for before, after in zip(head_before, model.discriminator.code.parameters()))
+    assert all(torch.equal(before, after) for before, after in zip(head_before, model.discriminator.auxiliary.parameters()))
     assert max(p.abs().max() for p in model.discriminator.critic_parameters()) <= 0.01
     critic = {id(p) for p in model.discriminator.critic_parameters()}
-    head = {id(p) for p in model.discriminator.code.parameters()}
+    head = {id(p) for p in model.discriminator.auxiliary.parameters()}
     assert critic | head == {id(p) for p in model.discriminator.parameters()} and not critic & head
 
 
 def test_cgan_discriminator_forward_is_the_path_the_losses_use():
     # The one forward takes the labels: the score the GAN loss sees is the score the discriminator returns.
     torch.manual_seed(0)
-    model = GAN((1, 32, 32), width=8, variant="cgan").eval()
+    model = CGAN((1, 32, 32), width=8).eval()
     real, fake, labels = torch.rand(3, 1, 32, 32), torch.rand(3, 1, 32, 32), torch.tensor([1, 4, 7])
     parts = model.discriminator_loss(real, fake, labels, {"labels": labels})
     real_score, fake_score = model.discriminator(real, labels)[0], model.discriminator(fake, labels)[0]
@@ -175,7 +176,7 @@ def test_scorer_histogram_and_28_pixel_samples(mnist_root):
 
 
 def test_classifier_never_sees_the_held_out_images_and_the_floor_uses_as_many_of_them(mnist_root, monkeypatch):
-    from common import fid as fid_module
+    from GAN import evaluate as fid_module
     from common.data import load_dataset
     seen = []
     real_batches = fid_module.Batches
@@ -236,7 +237,7 @@ def test_corrupt_cached_classifier_is_a_clear_error(mnist_root):
 
 def initial_weights(config, seed=0):
     torch.manual_seed(seed)  # train.py seeds before it builds the model
-    return GAN(**config).state_dict()
+    return make_gan(**config).state_dict()
 
 
 @pytest.mark.parametrize("loss", gan_model.LOSSES)
@@ -269,7 +270,9 @@ def test_command_line_smoke_run_of_each_loss(loss, tmp_path):
                  "loss_curves.png", "fid_curve.png"]:
         assert (out / name).is_file(), name
     header = (out / "log.csv").read_text().splitlines()[0].split(",")
-    assert {"d_loss", "g_loss", "d_real", "d_fake", "wasserstein", "gradient_penalty", "fid_2k"} <= set(header)
+    # log.csv has a column for each part the loss returns, and no empty ones for parts it does not have
+    parts = {"gan": [], "wgan": ["wasserstein"], "wgan-gp": ["wasserstein", "gradient_penalty"]}[loss]
+    assert header == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", *parts, "fid_2k", "seconds", "images_per_second"]
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path, monkeypatch):
@@ -314,7 +317,7 @@ def test_bad_inputs_end_in_one_line(tmp_path, monkeypatch):
 
 
 def test_fid_script_scores_a_sample_file(mnist_root, tmp_path, monkeypatch, capsys):
-    from common import fid as fid_script
+    from GAN import fid as fid_script
     torch.save(torch.rand(30, 1, 32, 32), tmp_path / "samples.pt")
     run_main(fid_script, monkeypatch, str(tmp_path / "samples.pt"), "--data-root", str(mnist_root))
     output = capsys.readouterr().out
@@ -329,7 +332,7 @@ def test_fid_script_scores_a_sample_file(mnist_root, tmp_path, monkeypatch, caps
 @pytest.mark.parametrize("size", [32, 64])
 def test_conditional_shapes_and_the_label_reaching_the_image(variant, size):
     torch.manual_seed(0)
-    model = GAN((1, size, size), latent_dim=8, width=8, variant=variant).eval()
+    model = MODELS[variant]((1, size, size), latent_dim=8, width=8).eval()
     z = model.noise(1).expand(2, -1)
     codes = model.random_codes(2, torch.tensor([3, 7]))
     codes["labels"] = torch.tensor([3, 7])  # the same z, two labels
@@ -344,7 +347,7 @@ def test_conditional_shapes_and_the_label_reaching_the_image(variant, size):
 
 def test_cgan_discriminator_sees_the_label():
     torch.manual_seed(0)
-    model = GAN((1, 32, 32), width=8, variant="cgan")
+    model = CGAN((1, 32, 32), width=8)
     images = torch.rand(2, 1, 32, 32)
     first, _ = model.discriminator(images, torch.tensor([0, 0]))
     second, _ = model.discriminator(images, torch.tensor([5, 5]))
@@ -354,11 +357,11 @@ def test_cgan_discriminator_sees_the_label():
 def fixed_discriminator(model, scores, codes):
     """Make D return chosen scores and code-head outputs: real batch first, fake batch second."""
     outputs = iter([(scores[0], codes[0]), (scores[1], codes[1]), (scores[1], codes[1])])
-    model.discriminator.forward = lambda images, labels=None, detach_code=False: next(outputs)
+    model.discriminator.forward = lambda images, labels=None, detach_auxiliary=False: next(outputs)
 
 
 def test_auxiliary_class_loss_matches_a_hand_computed_value():
-    model = GAN((1, 32, 32), width=8, variant="acgan", num_classes=2)
+    model = ACGAN((1, 32, 32), width=8, num_classes=2)
     real_score, fake_score = torch.tensor([0.0, 0.0]), torch.tensor([0.0, 0.0])
     real_logits, fake_logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.0, 0.0], [3.0, 0.0]])
     labels = torch.tensor([0, 1])
@@ -374,7 +377,7 @@ def test_auxiliary_class_loss_matches_a_hand_computed_value():
 
 
 def test_information_loss_matches_a_hand_computed_value():
-    model = GAN((1, 32, 32), width=8, variant="infogan", num_classes=3, continuous_codes=2)
+    model = InfoGAN((1, 32, 32), width=8, num_classes=3, continuous_codes=2)
     q_output = torch.tensor([[1.0, 0.0, 0.0, 0.5, -0.5]])   # logits for c1, then the means of c2, c3
     codes = {"labels": torch.tensor([0]), "continuous": torch.tensor([[1.0, 0.0]])}
     categorical = -math.log(math.e / (math.e + 2))          # -log softmax(1, 0, 0)[0]
@@ -388,12 +391,12 @@ def test_information_loss_matches_a_hand_computed_value():
 
 def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
     torch.manual_seed(0)
-    model = GAN((1, 32, 32), width=8, variant="infogan")
+    model = InfoGAN((1, 32, 32), width=8)
     real, fake = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
     codes = model.random_codes(4)
     (-model.discriminator_loss(real, fake, None, codes)["information_bound"]).backward()  # the information loss alone
     assert all(p.grad is None for p in model.discriminator.features.parameters())
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.code.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.auxiliary.parameters())
     model.zero_grad(set_to_none=True)
     fake = model.generate(model.noise(4), codes)
     model.information_loss(model.discriminator(fake)[1], codes).backward()                # G's step: through the body to G
@@ -403,7 +406,7 @@ def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
 
 def test_infogan_category_enters_the_generator_scaled_and_the_class_label_does_not():
     for variant, scale in [("infogan", 2.0), ("cgan", 1.0)]:
-        model = GAN((1, 32, 32), width=8, variant=variant)
+        model = MODELS[variant]((1, 32, 32), width=8)
         seen = []
         model.generator.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
         codes = model.random_codes(3, torch.tensor([4, 0, 9]))
@@ -427,7 +430,7 @@ def test_measuring_quality_does_not_change_an_infogan_run(tmp_path, monkeypatch)
 
 
 def test_infogan_codes_are_drawn_from_their_priors():
-    model = GAN((1, 32, 32), width=8, variant="infogan")
+    model = InfoGAN((1, 32, 32), width=8)
     codes = model.random_codes(4000)
     assert set(codes["labels"].tolist()) == set(range(10))
     assert codes["continuous"].shape == (4000, 2)
@@ -437,12 +440,12 @@ def test_infogan_codes_are_drawn_from_their_priors():
 def test_best_assignment_is_the_best_permutation():
     labels = torch.randint(4, (200,), generator=torch.Generator().manual_seed(0))
     codes = torch.tensor([2, 0, 3, 1])[labels]   # a relabelling: perfect once mapped back
-    assert gan_train.best_assignment(codes, labels, 4) == (1.0, [1, 3, 0, 2], [1.0, 1.0, 1.0, 1.0])
+    assert gan_evaluate.best_assignment(codes, labels, 4) == (1.0, [1, 3, 0, 2], [1.0, 1.0, 1.0, 1.0])
     noisy = torch.where(torch.rand(200, generator=torch.Generator().manual_seed(1)) < 0.3, torch.randint(4, (200,)), codes)
     scores = {permutation: (torch.tensor(permutation)[labels] == noisy).double().mean().item()
               for permutation in itertools.permutations(range(4))}
     best_code_of_label = max(scores, key=scores.get)
-    accuracy, label_of_code, purity = gan_train.best_assignment(noisy, labels, 4)
+    accuracy, label_of_code, purity = gan_evaluate.best_assignment(noisy, labels, 4)
     assert accuracy == pytest.approx(scores[best_code_of_label])
     assert [best_code_of_label[label] for label in label_of_code] == [0, 1, 2, 3]   # the same map, read the other way
     assert purity[0] == pytest.approx((labels[noisy == 0] == label_of_code[0]).double().mean().item())
@@ -478,8 +481,8 @@ def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, monke
     assert torch.load(tmp_path / "s.labels.pt", weights_only=True).tolist() == [3, 7, 3, 7, 3]
     assert torch.load(tmp_path / "s.pt", weights_only=True).shape == (5, 1, 32, 32)
     assert "0..9" in error_of(gan_sample, monkeypatch, str(out / "checkpoint.pt"), "--labels", "12", "--out", str(tmp_path / "x.pt"))
-    # common/fid.py finds the labels beside the samples and reports the requested-class accuracy.
-    from common import fid as fid_script
+    # GAN/fid.py finds the labels beside the samples and reports the requested-class accuracy.
+    from GAN import fid as fid_script
     capsys.readouterr()
     run_main(fid_script, monkeypatch, str(tmp_path / "s.pt"), "--dataset", "fake", "--data-root", str(tmp_path))
     assert "requested class recognised in" in capsys.readouterr().out
@@ -501,12 +504,12 @@ def test_infogan_clustering_is_watched_on_the_validation_split_and_reported_on_t
     run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
              "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "1", "--fid-samples", "200")
     from common.data import load_dataset
-    model = gan_train.GAN(**torch.load(out / "checkpoint.pt", weights_only=True)["model_config"])
+    model = make_gan(**torch.load(out / "checkpoint.pt", weights_only=True)["model_config"])
     model.load_state_dict(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
     model.eval()
     train_images, train_labels = load_dataset("fake", tmp_path, train=True)
-    validation = gan_train.cluster_labelled_images(model, *split_training_set(train_images, train_labels)[1])[0]
-    test = gan_train.cluster_labelled_images(model, *load_dataset("fake", tmp_path, train=False))[0]
+    validation = gan_evaluate.cluster_labelled_images(model, *split_training_set(train_images, train_labels)[1])[0]
+    test = gan_evaluate.cluster_labelled_images(model, *load_dataset("fake", tmp_path, train=False))[0]
     assert float(read_csv(out / "log.csv")[-1]["cluster_accuracy_val"]) == pytest.approx(validation, abs=1e-4)
     assert float(read_csv(out / "fid.csv")[-1]["cluster_accuracy"]) == pytest.approx(test, abs=1e-4)
 

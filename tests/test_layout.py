@@ -35,3 +35,22 @@ def test_runtime_code_imports_only_numpy_torch_torchvision_and_pillow():
                 assert all(name.split(".")[0] in allowed for name in names), (path, names)
     requirements = (ROOT / "requirements.txt").read_text().split()
     assert sorted(requirements) == ["numpy", "torch", "torchvision"]
+
+
+def scripts():
+    """The family files a user runs (they end in `if __name__ == "__main__"`), by module name."""
+    return {f"{path.parent.name}.{path.stem}": path for family in FAMILIES for path in (ROOT / family).glob("*.py")
+            if 'if __name__ == "__main__":' in path.read_text()}
+
+
+def test_no_script_imports_another_script():
+    # What two scripts share lives in the family's model.py (or GAN/evaluate.py), so each script reads alone.
+    runnable = scripts()
+    assert {"AE.train", "AE.sample", "VAE.train", "VAE.evaluate", "GAN.train", "GAN.sample", "GAN.fid"} <= set(runnable)
+    for name, path in runnable.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported = {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+                assert not imported & set(runnable), (name, imported & set(runnable))
+            if isinstance(node, ast.Import):
+                assert not {alias.name for alias in node.names} & set(runnable), name

@@ -1,9 +1,5 @@
-"""Sample quality for every family: FID in the feature space of a small classifier, and a class histogram.
-
-    python common/fid.py VAE/results/samples.pt --data-root ../shared/data     # a tensor written by any sample.py
-
-With a samples.labels.pt beside the tensor (GAN/sample.py writes one for conditional models), it also
-reports how often the classifier names the requested class.
+"""How a GAN run is measured: FID in the feature space of a small classifier, the class histogram, the
+requested-class accuracy of the conditional models, and InfoGAN's clustering of real digits by c1.
 
 The Frechet distance (Heusel et al., arXiv:1706.08500) between two sets of features, each summarised by its
 mean mu and covariance C:
@@ -20,25 +16,24 @@ never sees. Those held-out images give the floor: n of them against the test set
 distance that sampling n real images alone produces. (Training images the classifier had learnt would
 also carry its train-versus-test shift, and read as a larger floor.) They are also the validation split
 on which a run may choose anything (InfoGAN's clustering is watched there), so that the test set
-decides nothing.
-The classifier's predictions on generated images give the class histogram, which shows mode collapse.
+decides nothing. The classifier's predictions on generated images give the class histogram, which shows
+mode collapse. GAN/fid.py scores any family's samples with the same classifier.
 """
-import argparse
 import hashlib
 import math
 import os
 import time
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.utils import save_image
 
 from common import InputError
 from common.data import DEFAULT_IMAGE_SIZE, Batches, load_dataset
+from common.utils import append_csv
+from GAN.model import CGAN, InfoGAN
 
 HELD_OUT = 10_000   # training images the classifier never sees: the floor's real images, and the validation split
 VERSION = 2         # of the cached classifier; 1 was trained on the whole training set
@@ -262,32 +257,117 @@ class SampleScorer:
         return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description="FID and class histogram of generated images (a .pt from sample.py).")
-    parser.add_argument("samples", help="a .pt tensor of float (N, C, H, W) images in [0, 1], e.g. from sample.py --out x.pt")
-    parser.add_argument("--dataset", default="mnist", help="the real data to compare with (its test set)")
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1] / "data"))
-    parser.add_argument("--image-size", type=int, default=None, help="the classifier's input size; None: the dataset's own")
-    args = parser.parse_args()
-    try:
-        if not Path(args.samples).is_file():
-            raise InputError(f"{args.samples} does not exist")
-        images = torch.load(args.samples, map_location="cpu", weights_only=True)
-        if not isinstance(images, torch.Tensor) or images.dim() != 4:
-            raise InputError(f"{args.samples} does not hold a (N, C, H, W) image tensor")
-        scorer = SampleScorer(args.dataset, args.data_root, args.image_size)
-        labels_path = Path(args.samples).with_suffix(".labels.pt")
-        labels = torch.load(labels_path, weights_only=True) if labels_path.is_file() else None
-        result = scorer.score(images, labels)
-        print(f"{len(images)} samples: FID {result['fid']:.4f} (floor {result['floor']:.4f}: "
-              f"{result['floor_images']} held-out real images; {result['fid'] / result['floor']:.2f}x the floor)")
-        print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["shares"])))
-        if labels is not None:
-            print(f"requested class recognised in {result['accuracy']:.2%} of the samples; per class: "
-                  + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["class_accuracy"])))
-    except InputError as error:
-        sys.exit(f"error: {error}")
+@torch.no_grad()
+def measure(model, scorer, count, batch_size, seed, labelled_set=None):
+    """FID, its floor and class shares of `count` samples from seeded noise (repeatable for one model).
+    Conditional models get balanced requested classes and their accuracy; InfoGAN gets its clustering
+    accuracy on labelled_set, (uint8 images, labels)."""
+    # Every input comes from this seeded generator, none from the global random stream that training draws its
+    # noise from: how often quality is measured (--fid-every) must not change the run.
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, model.latent_dim, generator=generator).to(model.device)
+    labels = continuous = None
+    if isinstance(model, (CGAN, InfoGAN)):
+        labels = (torch.arange(count) % model.num_classes).to(model.device)                  # balanced classes
+    if isinstance(model, InfoGAN):
+        continuous = (torch.rand(count, model.continuous_codes, generator=generator) * 2 - 1).to(model.device)
+    images = torch.cat([model.sample(z=z[start:start + batch_size],
+                                     labels=None if labels is None else labels[start:start + batch_size],
+                                     continuous=None if continuous is None else continuous[start:start + batch_size])
+                        for start in range(0, count, batch_size)])
+    quality = scorer.score(images, labels if isinstance(model, CGAN) else None)  # CGAN and ACGAN: requested classes
+    if isinstance(model, InfoGAN) and labelled_set is not None:
+        quality["cluster_accuracy"], quality["digit_of_c1"], quality["c1_purity"] = \
+            cluster_labelled_images(model, *labelled_set, batch_size)
+    return quality
 
 
-if __name__ == "__main__":
-    main()
+def watched_columns(model):
+    """The log.csv columns `watch` fills: the 2,000-sample FID, and what the model adds to it."""
+    return ["fid_2k"] + (["accuracy_2k"] if isinstance(model, CGAN) else []) + \
+        (["cluster_accuracy_val"] if isinstance(model, InfoGAN) else [])
+
+
+def watch(model, scorer, batch_size, seed, validation_set=None):
+    """The figures log.csv follows during training, from 2,000 samples: FID, the conditional models'
+    requested-class accuracy, InfoGAN's clustering accuracy on the validation split (never the test set)."""
+    quality = measure(model, scorer, 2000, batch_size, seed, validation_set)
+    row = {"fid_2k": quality["fid"]}
+    if isinstance(model, CGAN):
+        row["accuracy_2k"] = quality["accuracy"]
+    if isinstance(model, InfoGAN):
+        row["cluster_accuracy_val"] = quality["cluster_accuracy"]
+    return row
+
+
+def final_report(model, scorer, count, batch_size, seed, test_set, epoch, out):
+    """The end of a run: FID of `count` samples against the test set, its floor, the class shares, the
+    requested-class accuracy (CGAN, ACGAN) or the test set's clustering by c1 (InfoGAN); to out/fid.csv
+    and the screen."""
+    quality = measure(model, scorer, count, batch_size, seed, test_set)
+    fid, floor, shares = quality["fid"], quality["floor"], quality["shares"]
+    extra = {}
+    if isinstance(model, CGAN):
+        extra = {"accuracy": f"{quality['accuracy']:.4f}",
+                 **{f"accuracy_{c}": f"{a:.4f}" for c, a in enumerate(quality["class_accuracy"])}}
+    if "cluster_accuracy" in quality:
+        extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}",
+                 "digit_of_c1": " ".join(map(str, quality["digit_of_c1"]))}
+    append_csv(out / "fid.csv", {"epoch": epoch, "samples": count, "fid": f"{fid:.4f}", "floor": f"{floor:.4f}",
+                                 "fid_over_floor": f"{fid / floor:.2f}", **extra,
+                                 **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
+    print(f"FID of {count} samples against the test set: {fid:.3f} (floor {floor:.3f}: {quality['floor_images']} "
+          f"held-out real images; {fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
+    if isinstance(model, CGAN):
+        print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
+              + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))
+    if "cluster_accuracy" in quality:
+        print(f"c1 -> digit, best one-to-one map: {quality['cluster_accuracy']:.2%} of the test set; c1 = k "
+              f"-> digit (share of the test images Q gives k that are that digit): "
+              + " ".join(f"{k}->{d} ({p:.0%})" for k, (d, p) in enumerate(zip(quality["digit_of_c1"], quality["c1_purity"]))))
+
+
+@torch.no_grad()
+def cluster_labelled_images(model, images, labels, batch_size=1000):
+    """InfoGAN: Q's c1 for each uint8 image, scored against the images' labels by best_assignment."""
+    codes = torch.cat([model.encode_category(chunk.to(model.device).float() / 255).cpu() for chunk in images.split(batch_size)])
+    return best_assignment(codes, labels.cpu(), model.num_classes)
+
+
+def best_assignment(codes, labels, num_classes):
+    """The best one-to-one map code -> label: a max-weight matching on the code/label count table, solved
+    exactly by dynamic programming over the sets of labels already taken (2^10 states). Returns its accuracy,
+    the label of each code (a list) and each code's purity (the share of its images that have that label)."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)   # counts[code, label]
+    # labels taken by codes 0..k-1 (a bit mask) -> (most images those codes can match, the labels they took)
+    best = {0: (0, ())}
+    for code in range(num_classes):
+        extended = {}
+        for taken, (matched, chosen) in best.items():
+            for label in range(num_classes):
+                if not taken >> label & 1:
+                    key, value = taken | 1 << label, matched + counts[code, label].item()
+                    if value > extended.get(key, (-1,))[0]:
+                        extended[key] = (value, chosen + (label,))
+        best = extended
+    matched, label_of_code = best[(1 << num_classes) - 1]
+    purity = [counts[code, label].item() / max(counts[code].sum().item(), 1) for code, label in enumerate(label_of_code)]
+    return matched / len(labels), list(label_of_code), purity
+
+
+@torch.no_grad()
+def draw_code_sweeps(model, seed, out):
+    """InfoGAN: one picture per continuous code; row r has c1 = r, columns sweep that code from -2 to 2,
+    the other continuous code is 0 and z is one fixed vector for the whole picture."""
+    device = model.device
+    z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    values = torch.linspace(-2, 2, 10, device=device)
+    for index in range(model.continuous_codes):
+        continuous = torch.zeros(model.num_classes, 10, model.continuous_codes, device=device)
+        continuous[:, :, index] = values                                                  # (10 rows, 10 columns, codes)
+        labels = torch.arange(model.num_classes, device=device).repeat_interleave(10)
+        images = model.sample(z=z.expand(len(labels), -1), labels=labels, continuous=continuous.flatten(0, 1))
+        save_image(images, out / f"infogan_c{index + 2}.png", nrow=10)
+
+
