@@ -257,15 +257,35 @@ def test_one_epoch_of_each_loss_changes_both_networks(loss, tmp_path, monkeypatc
                    if k.startswith("discriminator") and v.is_floating_point() and "running" not in k) <= 0.01
 
 
-@pytest.mark.parametrize("loss", gan_model.LOSSES)
-def test_command_line_smoke_run_of_each_loss(loss, tmp_path):
+@pytest.fixture(scope="module")
+def fake_root(tmp_path_factory):
+    """One data root for the smoke runs on --dataset fake, so the FID classifier is trained once for all."""
+    return tmp_path_factory.mktemp("fake")
+
+
+def smoke_run(root, out, capsys, monkeypatch, *flags):
+    """GAN/train.py on the fake data for 2 epochs with FID every epoch, in this process; returns what it printed."""
+    capsys.readouterr()
+    run_main(gan_train, monkeypatch, "--dataset", "fake", "--data-root", str(root), "--epochs", "2", "--batch-size", "32",
+             "--width", "8", "--fid-every", "1", "--fid-samples", "200", "--out", str(out), "--device", "cpu", *flags)
+    return capsys.readouterr().out
+
+
+def test_command_line_runs_from_another_directory(tmp_path, fake_root):
+    # The one subprocess run: the command exactly as a user types it, from a folder that is not the repository.
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(ROOT / "GAN" / "train.py"), "--dataset", "fake", "--data-root", str(tmp_path),
-                             "--epochs", "2", "--loss", loss, "--batch-size", "32", "--width", "8", "--fid-every", "1",
+    result = subprocess.run([sys.executable, str(ROOT / "GAN" / "train.py"), "--dataset", "fake", "--data-root", str(fake_root),
+                             "--epochs", "1", "--batch-size", "32", "--width", "8", "--fid-every", "1",
                              "--fid-samples", "200", "--out", str(out), "--device", "cpu"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "FID of 200 samples" in result.stdout
+    assert "FID of 200 samples" in result.stdout and (out / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize("loss", gan_model.LOSSES)
+def test_smoke_run_of_each_loss(loss, tmp_path, fake_root, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert "FID of 200 samples" in smoke_run(fake_root, out, capsys, monkeypatch, "--loss", loss)
     for name in ["log.csv", "fid.csv", "checkpoint.pt", "frames/samples_002.png", "samples.png", "training.gif",
                  "loss_curves.png", "fid_curve.png"]:
         assert (out / name).is_file(), name
@@ -452,22 +472,18 @@ def test_best_assignment_is_the_best_permutation():
 
 
 @pytest.mark.parametrize("variant", ["cgan", "acgan", "infogan"])
-def test_command_line_smoke_run_of_each_conditional_model(variant, tmp_path):
+def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsys, monkeypatch):
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, str(ROOT / "GAN" / "train.py"), "--model", variant, "--dataset", "fake",
-                             "--data-root", str(tmp_path), "--epochs", "2", "--batch-size", "32", "--width", "8",
-                             "--fid-every", "1", "--fid-samples", "200", "--out", str(out), "--device", "cpu"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    printed = smoke_run(fake_root, out, capsys, monkeypatch, "--model", variant)
     fid_row = (out / "fid.csv").read_text().splitlines()
     if variant == "infogan":
-        assert "best one-to-one map" in result.stdout and "cluster_accuracy" in fid_row[0] and "digit_of_c1" in fid_row[0]
+        assert "best one-to-one map" in printed and "cluster_accuracy" in fid_row[0] and "digit_of_c1" in fid_row[0]
         assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
         checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # the paper's rates: 2e-4 for D, 1e-3 for G
         assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == 2e-4
         assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == 1e-3
     else:
-        assert "requested class" in result.stdout and "accuracy_9" in fid_row[0]
+        assert "requested class" in printed and "accuracy_9" in fid_row[0]
     for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
         assert (out / name).is_file(), name
 
