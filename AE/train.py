@@ -36,8 +36,8 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
-                          restore_run, save_checkpoint, seed_everything, start_run)
+from common.utils import (NON_NEGATIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
+                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
 from AE.model import PCA, make_autoencoder
 
 HERE = Path(__file__).resolve().parent
@@ -59,11 +59,13 @@ def main():
         train(args)
     except InputError as error:
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args))
 
 
 def train(args):
     run_name = f"{args.dataset}-linear-n{args.latent_dim}" if args.arch == "linear" else f"{args.dataset}-conv"
-    args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name)
+    args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name, ranges={"code_l2": NON_NEGATIVE})
     device = choose_device(args.device)
     seed_everything(args.seed)
 
@@ -78,6 +80,7 @@ def train(args):
     fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     area = original_area(args.dataset, train_images.shape[-1])
     code_size = math.prod(model.code_shape)
+    create_run_folder(out)
 
     print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
           f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}")
@@ -98,7 +101,8 @@ def train(args):
         print(f"the code has {code_size:,} numbers for {pixels:,} pixels: it is overcomplete, so it need not compress, "
               f"and PCA with as many components is exact; no PCA comparison")
 
-    start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
+    start_epoch, log_rows = (1, []) if checkpoint is None else \
+        restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
 
     for epoch in range(start_epoch, args.epochs + 1):
         # ---- train one epoch ----
@@ -115,8 +119,7 @@ def train(args):
             if time.time() - last_report > 10 or step == len(batches):  # .item() waits for the GPU: not every step
                 last_report = time.time()
                 if not math.isfinite(sums["total"].item()):
-                    raise InputError(f"the loss became {sums['total'].item()} in epoch {epoch}, step {step}; stopped "
-                                     f"(the last good checkpoint in {out} is kept). Try a lower --lr")
+                    raise stopped_by({"train loss": sums["total"].item() / step}, epoch, out, step)
                 print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
                                {name: value.item() / step for name, value in sums.items()})
         seconds = time.time() - started
@@ -125,6 +128,8 @@ def train(args):
         # ---- evaluate: test MSE per pixel, and the Gaussian over training codes that sample.py draws from ----
         model.eval()
         test_mse = mse_per_pixel(model.reconstruct, test_images, area)
+        if not math.isfinite(test_mse):  # never checkpoint a model that scores NaN
+            raise stopped_by({"test MSE per pixel": test_mse}, epoch, out)
         model.fit_code_gaussian(encode_all(model, train_images[:10_000].to(device), args.batch_size))
         print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} | test MSE per pixel "
               f"{test_mse:.5f}{'' if pca_mse is None else f' (PCA {pca_mse:.5f})'} | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
@@ -136,23 +141,21 @@ def train(args):
         save_image(grid, out / "frames" / f"reconstructions_{epoch:03d}.png", nrow=8)
 
         # ---- log row and checkpoint ----
-        append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
-                                     "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": "" if pca_mse is None else f"{pca_mse:.6f}",
-                                     "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", checkpoint_state("AE", model, model_config, {"optimizer": optimizer},
-                                                                epoch, args, batches))
+        log_rows.append({"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
+                         "test_mse_per_pixel": f"{test_mse:.6f}", "pca_mse_per_pixel": "" if pca_mse is None else f"{pca_mse:.6f}",
+                         "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
+        save_epoch(out, checkpoint_state("AE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
+                   log_rows)
 
     # ---- end of run: figures ----
     save_training_gif(out, "reconstructions")
-    rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
-    if rows:
-        curves = {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in rows]}
-        if pca_mse is not None:
-            curves["PCA"] = [float(r["pca_mse_per_pixel"]) for r in rows]
-        save_curves(out / "loss_curves.png", curves, title=f"test MSE per pixel, {code_size} codes")
-        model.eval()
-        save_image(model.sample(64), out / "samples.png", nrow=8)
-        draw_code_figures(model, test_images, test_labels, out, args.embedding)
+    curves = {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in log_rows]}
+    if pca_mse is not None:
+        curves["PCA"] = [float(r["pca_mse_per_pixel"]) for r in log_rows]
+    save_curves(out / "loss_curves.png", curves, title=f"test MSE per pixel, {code_size} codes")
+    model.eval()
+    save_image(model.sample(64), out / "samples.png", nrow=8)
+    draw_code_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
 
 

@@ -7,8 +7,8 @@ mean mu and covariance C:
     FID = ||mu_1 - mu_2||^2 + tr(C_1) + tr(C_2) - 2 tr((C_1^1/2 C_2 C_1^1/2)^1/2)
 
 The usual FID uses ImageNet Inception features, which say little about 32x32 digits; here the features are
-the penultimate layer of a small CNN trained on the dataset's own labels (once, then cached beside the
-data, or in ~/.cache when the data folder is read-only). The numbers only compare with each other, not
+the penultimate layer of a small CNN trained on the dataset's own labels (once, then cached in the user's
+cache folder, ~/.cache/generative-models/). The numbers only compare with each other, not
 with published Inception FIDs.
 
 The classifier trains on the training set less its last 10,000 images (split_training_set), which it
@@ -19,11 +19,8 @@ on which a run may choose anything (InfoGAN's clustering is watched there), so t
 decides nothing. The classifier's predictions on generated images give the class histogram, which shows
 mode collapse. GAN/fid.py scores any family's samples with the same classifier.
 """
-import hashlib
 import math
-import os
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +28,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from common import InputError
-from common.data import DEFAULT_IMAGE_SIZE, Batches, load_dataset
+from common.data import DEFAULT_IMAGE_SIZE, Batches, cache_folder, load_dataset
 from common.utils import append_csv
 from GAN.model import CGAN, InfoGAN
 
@@ -75,25 +72,20 @@ def split_training_set(images, labels):
     return (images[:-held_out], labels[:-held_out]), (images[-held_out:], labels[-held_out:])
 
 
-def classifier_paths(dataset, root, image_size):
-    """Where the classifier is cached: <root>/classifiers/, or, when the data folder is read-only, a folder
-    for this data root in the user's cache (~/.cache or $XDG_CACHE_HOME)."""
-    root = Path(root).expanduser().resolve()
-    name = f"{dataset}-{image_size}px.pt"
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "generative-models"
-    digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-    return [root / "classifiers" / name, user_cache / f"classifiers-{root.name}-{digest}" / name]
+def classifier_path(dataset, root, image_size):
+    """Where the classifier is cached: the data root's folder in the user's cache (common.data.cache_folder),
+    never inside the data folder, where it could be read back as images of one more class."""
+    return cache_folder(root) / f"classifier-{dataset}-{image_size}px.pt"
 
 
 def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batch_size=128):
     """The dataset's classifier, trained on its first call (seeded; the weights still differ slightly with
-    the CPU's thread count and the device) and cached (classifier_paths). Returns (classifier in eval mode,
+    the CPU's thread count and the device) and cached (classifier_path). Returns (classifier in eval mode,
     info) where info holds its test accuracy and how many training images it was fitted on and held out."""
-    image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
-    paths = classifier_paths(dataset, root, image_size)
-    path = next((candidate for candidate in paths if candidate.exists()), None)
+    image_size = DEFAULT_IMAGE_SIZE[dataset] if image_size is None else image_size
+    path = classifier_path(dataset, root, image_size)
     saved = None
-    if path is not None:
+    if path.exists():
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
             if not isinstance(saved, dict) or not {"model", "config", "info"} <= saved.keys():
@@ -109,18 +101,15 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
         # Training draws from generators of its own and touches no global random state, so a training run
         # draws the same noise whether the classifier was cached or had to be trained first.
         saved = train_classifier(dataset, root, image_size, device, epochs, batch_size)
-        for path in paths:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = path.with_name(path.name + ".tmp")
-                torch.save(saved, temporary)
-                temporary.replace(path)
-                break
-            except OSError as error:
-                problem = error.strerror or str(error)
-        else:
-            print(f"warning: could not cache the classifier in {' or '.join(map(str, paths))} ({problem}); "
-                  f"it is trained again next time")
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(saved, temporary)
+            temporary.replace(path)
+        except (OSError, RuntimeError) as error:
+            if temporary.exists():  # (not when its folder could not be made)
+                temporary.unlink()
+            print(f"warning: could not cache the classifier at {path} ({error}); it is trained again next time")
     with torch.device("meta"):  # no initial weights drawn: the saved ones replace them
         classifier = Classifier(**saved["config"])
     try:
@@ -141,7 +130,7 @@ def train_classifier(dataset, root, image_size, device, epochs, batch_size):
     config = dict(channels=train_images.shape[1], image_size=image_size, num_classes=int(train_labels.max()) + 1)
     print(f"training the {dataset} classifier for FID once ({epochs} epochs on {len(fit_images):,} images, "
           f"{len(held_out_images):,} held out; a few minutes on a CPU); it is cached in "
-          f"{classifier_paths(dataset, root, image_size)[0]}", flush=True)
+          f"{classifier_path(dataset, root, image_size)}", flush=True)
     with torch.device("meta"):  # built without drawing: reset_parameters draws the weights from its own generator
         classifier = Classifier(**config)
     classifier = classifier.to_empty(device="cpu")
@@ -223,7 +212,7 @@ class SampleScorer:
 
     def __init__(self, dataset, root, image_size=None, device="cpu"):
         self.classifier, self.info = load_classifier(dataset, root, image_size, device)
-        self.image_size = image_size or DEFAULT_IMAGE_SIZE[dataset]
+        self.image_size = DEFAULT_IMAGE_SIZE[dataset] if image_size is None else image_size
         test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
         self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
         train_images, train_labels = load_dataset(dataset, root, self.image_size, train=True)

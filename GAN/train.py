@@ -42,8 +42,8 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset
 from common.figures import save_curves, save_training_gif
-from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
-                          restore_run, save_checkpoint, seed_everything, start_run)
+from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
+                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, split_training_set, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 
@@ -64,6 +64,8 @@ def main():
         train(args)
     except InputError as error:
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args))
 
 
 def make_parser():
@@ -103,15 +105,20 @@ def make_parser():
 def train(args):
     run_name = f"{args.dataset}-{args.loss}" if args.model == "dcgan" else \
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
-    args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name)
+    args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
+        g_lr=POSITIVE, code_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, n_critic=POSITIVE,
+        clip=POSITIVE, gp_weight=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
     device = choose_device(args.device)
     seed_everything(args.seed)
     settings = PAPER_SETTINGS[args.loss]
-    args.lr = args.lr or settings["lr"]
-    args.n_critic = args.n_critic or settings["n_critic"]
+    if args.lr is None:
+        args.lr = settings["lr"]
+    if args.n_critic is None:
+        args.n_critic = settings["n_critic"]
     if args.g_lr is None:
         args.g_lr = 1e-3 if args.model == "infogan" and args.loss == "gan" else args.lr
-    args.latent_dim = args.latent_dim or (62 if args.model == "infogan" else 100)
+    if args.latent_dim is None:
+        args.latent_dim = 62 if args.model == "infogan" else 100
 
     train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
     uses_labels = args.model in ("cgan", "acgan")  # infogan never sees them
@@ -154,8 +161,10 @@ def train(args):
           f"{args.n_critic} D step(s) per G step, device {device}, writing to {out}"
           + ("; no FID: the dataset has no labels" if train_labels is None else ""))
 
+    create_run_folder(out)
     optimizers = {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
-    start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, optimizers, batches)
+    start_epoch, log_rows = (1, []) if checkpoint is None else restore_run(checkpoint, args.resume, model, optimizers, batches)
+    troubled_epochs = []  # epochs that diverged or collapsed (warned about, not stopped)
 
     for epoch in range(start_epoch, args.epochs + 1):
         model.train()
@@ -191,13 +200,16 @@ def train(args):
                 last_report = time.time()
                 means = {"d_loss": sums["d_loss"].item() / step, "g_loss": float(g_loss_sum) / max(g_steps, 1)}
                 if not all(map(math.isfinite, means.values())):
-                    raise InputError(f"the losses became {means} in epoch {epoch}, step {step}; stopped (the last "
-                                     f"good checkpoint in {out} is kept). Try a lower --lr")
+                    raise stopped_by(means, epoch, out, step)
                 print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
                                {**means, "D(x)": sums["d_real"].item() / step, "D(G(z))": sums["d_fake"].item() / step})
         seconds = time.time() - started
         means = {name: value.item() / len(batches) for name, value in sums.items()}
         row = {"epoch": epoch, "d_loss": means.pop("d_loss"), "g_loss": float(g_loss_sum) / max(g_steps, 1), **means}
+        trouble = diagnose(row, args.loss)
+        if trouble:
+            troubled_epochs.append(epoch)
+            print(f"warning: epoch {epoch}: {trouble}")
 
         # ---- evaluate: FID of 2,000 samples, cheap enough to watch quality over training ----
         model.eval()
@@ -210,9 +222,9 @@ def train(args):
 
         # ---- pictures, log row and checkpoint ----
         save_image(model.sample(**fixed), out / "frames" / f"samples_{epoch:03d}.png", nrow=8 if args.model == "dcgan" else 10)
-        append_csv(out / "log.csv", {name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
-                   | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", checkpoint_state("GAN", model, model_config, optimizers, epoch, args, batches))
+        log_rows.append({name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
+                        | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
+        save_epoch(out, checkpoint_state("GAN", model, model_config, optimizers, epoch, args, batches), log_rows)
 
     # ---- end of run: the full FID and class histogram, figures ----
     if scorer and args.fid_samples:
@@ -220,14 +232,25 @@ def train(args):
     if isinstance(model, InfoGAN):
         draw_code_sweeps(model, args.seed, out)
     save_training_gif(out, "samples", last_frame=out / "samples.png")
-    rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
-    if rows:
-        save_curves(out / "loss_curves.png", {"D loss": [float(r["d_loss"]) for r in rows],
-                                              "G loss": [float(r["g_loss"]) for r in rows]}, title="losses per epoch")
-        fids = [float(r["fid_2k"]) for r in rows if r["fid_2k"]]
-        if fids:
-            save_curves(out / "fid_curve.png", {"FID, 2,000 samples": fids}, title=f"FID every {args.fid_every} epochs")
+    save_curves(out / "loss_curves.png", {"D loss": [float(r["d_loss"]) for r in log_rows],
+                                          "G loss": [float(r["g_loss"]) for r in log_rows]}, title="losses per epoch")
+    fids = [float(r["fid_2k"]) for r in log_rows if r.get("fid_2k")]
+    if fids:
+        save_curves(out / "fid_curve.png", {"FID, 2,000 samples": fids}, title=f"FID every {args.fid_every} epochs")
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
+    if troubled_epochs:
+        print(f"warning: training diverged or collapsed in epoch(s) {', '.join(map(str, troubled_epochs))} (see above): "
+              f"the samples are likely not digits. Try a lower --lr, or another --loss")
+
+
+def diagnose(row, loss):
+    """What went wrong in an epoch, from its mean losses, or None: losses that run away (|loss| > 1e6), or,
+    for the GAN loss, a D that rejects every sample (mean D(G(z)) < 0.001), which leaves G no gradient."""
+    if max(abs(row["d_loss"]), abs(row["g_loss"])) > 1e6:
+        return f"the losses are diverging (D {row['d_loss']:.3g}, G {row['g_loss']:.3g})"
+    if loss == "gan" and row["d_fake"] < 1e-3:
+        return f"D(G(z)) stayed near 0 ({row['d_fake']:.2g}) for the whole epoch: D rejects every sample and G has collapsed"
+    return None
 
 
 def fixed_codes(model, seed, device):

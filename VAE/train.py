@@ -29,8 +29,8 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (add_shared_flags, append_csv, checkpoint_state, choose_device, print_progress, read_csv,
-                          restore_run, save_checkpoint, seed_everything, start_run)
+from common.utils import (NON_NEGATIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
+                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
@@ -54,11 +54,14 @@ def main():
         train(args)
     except InputError as error:
         sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args))
 
 
 def train(args):
     run_name = f"{args.dataset}-{args.arch}-z{args.latent_dim}{'-binarized' if args.binarize else ''}"
-    args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name)
+    args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name,
+                                      ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE})
     device = choose_device(args.device)
     seed_everything(args.seed)
 
@@ -80,11 +83,13 @@ def train(args):
     test_images = test_images.to(device)
     fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
+    create_run_folder(out)
     print(f"VAE ({args.arch}, {sum(p.numel() for p in model.parameters()):,} parameters) on {args.dataset} "
           f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
           f"device {device}, writing to {out}")
 
-    start_epoch = 1 if checkpoint is None else restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
+    start_epoch, log_rows = (1, []) if checkpoint is None else \
+        restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
 
     for epoch in range(start_epoch, args.epochs + 1):
         # ---- train one epoch ----
@@ -103,8 +108,7 @@ def train(args):
             if time.time() - last_report > 10 or step == len(batches):  # .item() waits for the GPU: not every step
                 last_report = time.time()
                 if not math.isfinite(sums["total"].item()):
-                    raise InputError(f"the loss became {sums['total'].item()} in epoch {epoch}, step {step}; stopped "
-                                     f"(the last good checkpoint in {out} is kept). Try a lower --lr")
+                    raise stopped_by({"train loss": sums["total"].item() / step}, epoch, out, step)
                 print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
                                {name: value.item() / step for name, value in sums.items()})
         seconds = time.time() - started
@@ -113,6 +117,8 @@ def train(args):
         # ---- evaluate: -ELBO = -log p(x|z) + KL, nats per test image ----
         model.eval()
         test_parts = evaluate(model, test_images, args.batch_size, original_area(args.dataset, test_images.shape[-1]))
+        if not all(map(math.isfinite, test_parts.values())):  # never checkpoint a model that scores NaN
+            raise stopped_by({f"test {name}": value for name, value in test_parts.items()}, epoch, out)
         print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} "
               f"(recon {train_parts['recon']:.2f}, KL {train_parts['kl']:.2f}) | test -ELBO {test_parts['neg_elbo']:.2f} "
               + "".join(f"({value:.2f} over {name.removeprefix('neg_elbo_')}) " for name, value in test_parts.items()
@@ -126,19 +132,17 @@ def train(args):
             save_image(model.sample(z=fixed_z), out / "frames" / f"samples_{epoch:03d}.png", nrow=8)
 
         # ---- log row and checkpoint ----
-        append_csv(out / "log.csv", {"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
-                                     **{f"test_{k}": f"{v:.4f}" for k, v in test_parts.items()},
-                                     "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
-        save_checkpoint(out / "checkpoint.pt", checkpoint_state("VAE", model, model_config, {"optimizer": optimizer},
-                                                                epoch, args, batches))
+        log_rows.append({"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
+                         **{f"test_{k}": f"{v:.4f}" for k, v in test_parts.items()},
+                         "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
+        save_epoch(out, checkpoint_state("VAE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
+                   log_rows)
 
     # ---- end of run: figures ----
     save_training_gif(out, "samples", last_frame=out / "samples.png")
-    rows = read_csv(out / "log.csv") if (out / "log.csv").exists() else []
-    if rows:
-        save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in rows],
-                                              "test -ELBO": [float(r["test_neg_elbo"]) for r in rows]},
-                    title="nats per image")
+    save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in log_rows],
+                                          "test -ELBO": [float(r["test_neg_elbo"]) for r in log_rows]},
+                title="nats per image")
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
 

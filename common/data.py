@@ -5,11 +5,13 @@
         ...
 
 Decoding every image through PIL in every epoch is what makes the usual DataLoader loop slow; here it
-happens once (and for folders of JPEGs, once ever: the decoded tensor is cached beside the images).
-Labels are None for unlabelled data (cars, a flat folder).
+happens once (and for folders of JPEGs, once ever: the decoded tensor is cached in the user's cache
+folder, never beside the images). Labels are None for unlabelled data (cars, a flat folder).
 """
 import hashlib
+import os
 import pickle
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def load_dataset(name, root, image_size=None, train=True):
     """Return (images, labels): uint8 (N, C, S, S) with S = image_size, and int64 (N,) or None."""
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    image_size = image_size or DEFAULT_IMAGE_SIZE[name]
+    image_size = DEFAULT_IMAGE_SIZE[name] if image_size is None else image_size
     root = Path(root).expanduser()
     if name == "fake":
         return fake_images(256 if train else 64, image_size, seed=0 if train else 1)
@@ -74,16 +76,35 @@ def original_area(dataset, size):
     return slice(None)
 
 
+def cache_folder(root):
+    """Where the project keeps what it derives from the data under `root` (decoded images, the FID
+    classifier): the user's cache ($XDG_CACHE_HOME or ~/.cache)/generative-models/<root's name>-<hash of
+    its path>. Never the data folder itself, where it could be read back as data."""
+    root = Path(root).expanduser().resolve()
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "generative-models"
+    return user_cache / f"{root.name}-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+
+
 def missing(name, root, detail=""):
     return InputError(f"{name} data not found under {root}{detail}. To add it by hand: "
                       + MANUAL_STEPS[name].format(root=root))
 
 
 def download(name, root, torchvision_class, **options):
-    """Let torchvision find or download a dataset; any failure becomes the one-line manual steps."""
+    """Let torchvision find or download a dataset; any failure becomes the one-line manual steps, and the
+    folders the failed attempt made (the data root itself, if it was missing) are removed again."""
+    root = root.resolve()
+    first_new = next((folder for folder in reversed((root, *root.parents)) if not folder.exists()), None)
+    existing = set() if first_new else {Path(folder) for folder, _, _ in os.walk(root)}
     try:
         return getattr(torchvision.datasets, torchvision_class)(root, download=True, **options)
     except Exception as error:
+        if first_new is not None:
+            shutil.rmtree(first_new, ignore_errors=True)
+        else:  # only the folders this attempt made, with the partial files in them
+            made = [Path(f) for f, _, _ in os.walk(root) if Path(f) not in existing and Path(f).parent in existing]
+            for folder in made:
+                shutil.rmtree(folder, ignore_errors=True)
         raise missing(name, root, f" and the download failed ({type(error).__name__})") from None
 
 
@@ -151,13 +172,15 @@ def load_folder(root, image_size, train):
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise missing("folder", root, " (no image files in it)")
+    at_top = [f for f in files if len(f.relative_to(root).parts) == 1]
+    if classes and at_top:
+        raise InputError(f"{root} holds images both at its top level ({at_top[0].name}) and in class sub-folders "
+                         f"({', '.join(classes[:3])}): put every image in a class sub-folder, or none")
     files = held_out_split(files, train)
     images = load_image_files(files, root, "train" if train else "test", image_size)
     if not classes:
         return images, None
-    labels = torch.tensor([classes.index(f.relative_to(root).parts[0]) if len(f.relative_to(root).parts) > 1 else -1
-                           for f in files])
-    return images, labels
+    return images, torch.tensor([classes.index(f.relative_to(root).parts[0]) for f in files])
 
 
 def held_out_split(files, train):
@@ -166,9 +189,9 @@ def held_out_split(files, train):
 
 
 def load_image_files(files, folder, split, image_size):
-    """Decode image files into (N, C, S, S) uint8, cached beside them so that the next run skips decoding."""
+    """Decode image files into (N, C, S, S) uint8, cached (cache_folder) so that the next run skips decoding."""
     fingerprint = hashlib.sha1("\n".join(f"{f.relative_to(folder)}:{f.stat().st_size}" for f in files).encode()).hexdigest()
-    cache = folder / f".decoded-{split}-{image_size}px.pt"
+    cache = cache_folder(folder) / f"decoded-{split}-{image_size}px.pt"
     if cache.is_file():
         try:
             cached = torch.load(cache, weights_only=True)
@@ -193,10 +216,15 @@ def load_image_files(files, folder, split, image_size):
     else:
         arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    temporary = cache.with_name(cache.name + ".tmp")
     try:
-        torch.save({"fingerprint": fingerprint, "images": images}, cache)
-    except OSError as error:
-        print(f"note: could not cache decoded images at {cache} ({error.strerror})")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"fingerprint": fingerprint, "images": images}, temporary)
+        temporary.replace(cache)
+    except (OSError, RuntimeError) as error:  # torch.save reports a folder it cannot write as a RuntimeError
+        if temporary.exists():  # (not when its folder could not be made)
+            temporary.unlink()
+        print(f"note: could not cache the decoded images at {cache} ({error}); they are decoded again next time")
     return images
 
 

@@ -2,7 +2,9 @@
 the progress line and the CSV log."""
 import argparse
 import csv
+import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -43,27 +45,54 @@ def add_sample_flags(parser):
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
 
 
-def start_run(args, family, default_out):
-    """Resume the run in args.resume, or start a new one in args.out (default_out if not given).
+POSITIVE, NON_NEGATIVE = "> 0", ">= 0"
+SHARED_RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "lr": POSITIVE, "latent_dim": POSITIVE, "image_size": POSITIVE}
+
+
+def check_ranges(args, ranges=None):
+    """Every numeric flag within its range: SHARED_RANGES and the family's own `ranges` (dest -> POSITIVE or
+    NON_NEGATIVE). None, a flag's "use the default", always passes."""
+    for name, rule in {**SHARED_RANGES, **(ranges or {})}.items():
+        value = getattr(args, name, None)
+        if value is not None and not (math.isfinite(value) and (value > 0 if rule == POSITIVE else value >= 0)):
+            raise InputError(f"--{name.replace('_', '-')} must be {rule}, not {value}")
+
+
+def start_run(args, family, default_out, ranges=None):
+    """Check the flags (check_ranges), then resume the run in args.resume or prepare a new one in args.out
+    (default_out if not given). Nothing is written yet: create_run_folder does that once the data is loaded.
 
     Returns (args, checkpoint or None, out folder). On resume the run's own flags come back, except the
     number of epochs and the device, and its outputs stay beside the checkpoint. A new run never
     overwrites a folder that already holds one.
     """
+    check_ranges(args, ranges)
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, family)
+        if args.epochs <= checkpoint["epoch"]:
+            raise InputError(f"{args.resume} has trained {checkpoint['epoch']} epochs: --epochs {args.epochs} leaves "
+                             f"nothing to train (--epochs counts from the start of the run)")
         # The run's own flags win; a flag newer than the checkpoint keeps its default.
         args = argparse.Namespace(**{**vars(args), **checkpoint["args"], "epochs": args.epochs, "device": args.device,
                                      "resume": args.resume, "out": str(Path(args.resume).resolve().parent)})
     args.data_root = str(Path(args.data_root).expanduser().resolve())
     out = Path(args.out or default_out).resolve()
-    args.out = str(out)
     if checkpoint is None and (out / "checkpoint.pt").exists():
         raise InputError(f"{out} already holds a run: continue it with --resume {out / 'checkpoint.pt'}, "
                          f"or choose another --out")
-    (out / "frames").mkdir(parents=True, exist_ok=True)
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise InputError(f"--out {out} cannot be written: {existing} is {'not a folder' if not existing.is_dir() else 'read-only'}")
+    args.out = str(out)
     return args, checkpoint, out
+
+
+def create_run_folder(out):
+    try:
+        (out / "frames").mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"--out {out} cannot be created ({error.strerror or error})") from None
 
 
 def print_progress(epoch, epochs, step, steps, batch_size, started, losses):
@@ -110,11 +139,29 @@ def set_rng_states(states):
 
 
 def save_checkpoint(path, checkpoint):
-    """Write to a temporary file, then rename: a crash mid-write never leaves a half checkpoint behind."""
+    """Write to a temporary file, then rename: a crash mid-write never leaves a half checkpoint behind, and a
+    failed write (a full disk) removes its partial file and says what is left."""
     path = Path(path)
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, path)
+    except BaseException as error:
+        if temporary.exists():  # (not when its folder could not be made)
+            temporary.unlink()
+        if isinstance(error, (OSError, RuntimeError)):
+            kept = f"the checkpoint of epoch {checkpoint['epoch'] - 1} is kept" if path.exists() else "no checkpoint exists"
+            raise InputError(f"could not write {path} ({error}); its partial {temporary.name} was removed and "
+                             f"{kept}") from None
+        raise
+
+
+def save_epoch(out, checkpoint, log_rows):
+    """The end of an epoch on disk: the checkpoint, which carries the log rows, then log.csv written from
+    them. Checkpoint first, so log.csv never shows an epoch the checkpoint lacks; a crash between the two
+    leaves log.csv a row short, and resuming rewrites it from the checkpoint (restore_run)."""
+    save_checkpoint(out / "checkpoint.pt", {**checkpoint, "log": log_rows})
+    write_csv(out / "log.csv", log_rows)
 
 
 def checkpoint_state(family, model, model_config, optimizers, epoch, args, batches, **extra):
@@ -126,22 +173,54 @@ def checkpoint_state(family, model, model_config, optimizers, epoch, args, batch
 
 
 def restore_run(checkpoint, path, model, optimizers, batches):
-    """Put a resumed run back where checkpoint_state left it; returns the first epoch still to train."""
+    """Put a resumed run back where checkpoint_state left it. Returns the first epoch still to train and
+    the log rows so far, and rewrites log.csv to match the checkpoint (a checkpoint older than the rows it
+    carries keeps the rows of log.csv up to its own epoch)."""
     load_weights(model, checkpoint["model"], path)
     for key, optimizer in optimizers.items():
         optimizer.load_state_dict(checkpoint[key])
     batches.generator.set_state(checkpoint["batch_generator"])
     set_rng_states(checkpoint["rng"])
-    return checkpoint["epoch"] + 1
+    log = Path(path).parent / "log.csv"
+    rows = checkpoint.get("log")
+    if rows is None:
+        rows = [row for row in read_csv(log) if int(row["epoch"]) <= checkpoint["epoch"]] if log.exists() else []
+    write_csv(log, rows)
+    return checkpoint["epoch"] + 1, rows
+
+
+def stopped_by(losses, epoch, out, step=None, hint="Try a lower --lr"):
+    """The error for losses that are no longer finite, saying exactly which checkpoint exists: every finished
+    epoch wrote one, so it is the previous epoch's, or none in the first."""
+    kept = f"{out / 'checkpoint.pt'} (epoch {epoch - 1}) is kept" if epoch > 1 else "no checkpoint was written"
+    where = f"epoch {epoch}" + ("" if step is None else f", step {step}")
+    return InputError(f"the losses became {losses} in {where}; stopped: {kept}. {hint}")
+
+
+def interrupted(args):
+    """The line a run stopped by Ctrl-C ends with: which checkpoint, if any, it can be resumed from."""
+    path = Path(args.resume) if args.resume else Path(args.out) / "checkpoint.pt" if args.out else None
+    if path is None or not path.is_file():
+        return "interrupted before the first checkpoint was written: there is nothing to resume"
+    epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+    return f"interrupted: {path} holds epoch {epoch}; continue with --resume {path}"
 
 
 def load_checkpoint(path, family):
     """Load a checkpoint written by `family`'s train.py (tensors and plain values only: weights_only=True)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"checkpoint {path} is a folder; give the checkpoint.pt file in it")
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise InputError(f"checkpoint {path} cannot be read: the file is corrupt or truncated (UnpicklingError)") from None
+        # weights_only refuses to build any object but tensors and plain values: this file holds others
+        raise InputError(f"{path} holds Python objects that a checkpoint may not contain (only tensors and plain "
+                         f"values load safely): it was not written by this repository's train.py") from None
     except Exception as error:  # torch raises many types for a damaged file; all mean the same to the user
         raise InputError(f"checkpoint {path} cannot be read: the file is corrupt or truncated "
                          f"({type(error).__name__})") from None
@@ -181,6 +260,18 @@ def append_csv(path, row):
         if is_new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def write_csv(path, rows):
+    """Write rows (dicts) as a whole new CSV file, atomically (temporary file, then rename)."""
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    columns = list(dict.fromkeys(name for row in rows for name in row))  # every column, in first-seen order
+    with open(temporary, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
 
 
 def read_csv(path):

@@ -53,3 +53,11 @@ def write_images(folder, count, size=(40, 30), mode="RGB", suffix=".png", seed=0
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     for i in range(count):
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i:06d}{suffix}")
+
+
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path_factory, monkeypatch):
+    """The user's cache folder (decoded images, the FID classifier) goes to one temporary folder per session."""
+    folder = tmp_path_factory.getbasetemp() / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder

@@ -81,7 +81,8 @@ def test_flat_grayscale_folder_gives_one_channel_and_no_labels(tmp_path):
 def test_decoded_folder_is_cached_and_refreshed_when_files_change(tmp_path, monkeypatch):
     write_images(tmp_path / "images", 10)
     first, _ = load_dataset("folder", tmp_path / "images", image_size=8, train=True)
-    assert (tmp_path / "images" / ".decoded-train-8px.pt").is_file()
+    assert (data.cache_folder(tmp_path / "images") / "decoded-train-8px.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"{i:06d}.png" for i in range(10)]  # nothing added
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cached tensor should have been used")
@@ -131,11 +132,11 @@ def test_corrupt_image_is_named(tmp_path, mode):
 
 
 def test_mixed_grayscale_and_colour_folder_gives_three_channels(tmp_path):
-    write_images(tmp_path, 5, mode="L")
-    write_images(tmp_path / "more", 5, mode="RGB")
+    write_images(tmp_path / "a", 5, mode="L")
+    write_images(tmp_path / "b", 5, mode="RGB")
     images, _ = load_dataset("folder", tmp_path, image_size=8, train=True)
     assert images.shape == (9, 3, 8, 8)
-    grey = images[0]  # 000000.png, grayscale: its three channels are equal
+    grey = images[0]  # a/000000.png, grayscale: its three channels are equal
     assert torch.equal(grey[0], grey[1]) and torch.equal(grey[1], grey[2])
 
 

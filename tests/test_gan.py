@@ -143,7 +143,8 @@ def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():
 def test_classifier_is_trained_once_then_loaded_from_its_cache(mnist_root, capsys):
     classifier, info = load_classifier("mnist", mnist_root, epochs=1)
     assert "training the mnist classifier" in capsys.readouterr().out
-    assert (mnist_root / "classifiers" / "mnist-32px.pt").is_file()
+    assert gan_evaluate.classifier_path("mnist", mnist_root, 32).is_file()
+    assert sorted(p.name for p in mnist_root.iterdir()) == ["MNIST"]  # nothing written into the data folder
     assert 0 <= info["test_accuracy"] <= 1 and info["fit_images"] == 42 and info["held_out_images"] == 8
     again, info_again = load_classifier("mnist", mnist_root)
     assert capsys.readouterr().out == ""
@@ -151,15 +152,12 @@ def test_classifier_is_trained_once_then_loaded_from_its_cache(mnist_root, capsy
     assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
 
 
-def test_classifier_is_cached_in_the_user_cache_when_the_data_folder_is_read_only(mnist_root, tmp_path, monkeypatch, capsys):
-    (mnist_root / "classifiers").write_text("a file where the cache folder would go: nothing can be written there")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    _, info = load_classifier("mnist", mnist_root, epochs=1)
-    assert "warning" not in capsys.readouterr().out
-    assert len(list((tmp_path / "cache").rglob("mnist-32px.pt"))) == 1
-    _, info_again = load_classifier("mnist", mnist_root)
-    assert capsys.readouterr().out == "" and info_again == info  # loaded, not trained again
-
+def test_a_classifier_that_cannot_be_cached_is_a_warning(mnist_root, user_cache, capsys):
+    gan_evaluate.classifier_path("mnist", mnist_root, 32).parent.parent.mkdir(parents=True, exist_ok=True)
+    gan_evaluate.classifier_path("mnist", mnist_root, 32).parent.write_text("a file where the cache folder would go")
+    load_classifier("mnist", mnist_root, epochs=1)
+    assert "warning: could not cache the classifier" in capsys.readouterr().out
+    assert not list(user_cache.rglob("*.tmp"))
 
 def test_scorer_histogram_and_28_pixel_samples(mnist_root):
     scorer = SampleScorer("mnist", mnist_root)
@@ -210,15 +208,15 @@ def test_training_the_classifier_touches_no_global_random_state(mnist_root, monk
     assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all() if cuda_states else [], cuda_states))
     # and the weights do not depend on the global stream
     torch.manual_seed(123)
-    (mnist_root / "classifiers" / "mnist-32px.pt").unlink()
+    gan_evaluate.classifier_path("mnist", mnist_root, 32).unlink()
     again, _ = load_classifier("mnist", mnist_root, epochs=1)
-    first = torch.load(mnist_root / "classifiers" / "mnist-32px.pt", weights_only=True)["model"]
+    first = torch.load(gan_evaluate.classifier_path("mnist", mnist_root, 32), weights_only=True)["model"]
     assert all(torch.equal(first[name], value) for name, value in again.state_dict().items())
 
 
 def test_a_classifier_cached_by_the_older_version_is_trained_again(mnist_root, capsys):
     load_classifier("mnist", mnist_root, epochs=1)
-    path = mnist_root / "classifiers" / "mnist-32px.pt"
+    path = gan_evaluate.classifier_path("mnist", mnist_root, 32)
     saved = torch.load(path, weights_only=True)
     del saved["version"]            # as version 1 wrote it: trained on the whole training set
     torch.save(saved, path)
@@ -229,8 +227,9 @@ def test_a_classifier_cached_by_the_older_version_is_trained_again(mnist_root, c
 
 
 def test_corrupt_cached_classifier_is_a_clear_error(mnist_root):
-    (mnist_root / "classifiers").mkdir()
-    (mnist_root / "classifiers" / "mnist-32px.pt").write_bytes(b"not a checkpoint")
+    path = gan_evaluate.classifier_path("mnist", mnist_root, 32)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="delete it"):
         load_classifier("mnist", mnist_root)
 

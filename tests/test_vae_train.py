@@ -148,7 +148,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_checkpoint, m
         return {**parts, "total": parts["total"] * float("nan")}
     monkeypatch.setattr(vae_model.VAE, "loss", loss_that_explodes)
     message = error_of(vae_train, monkeypatch, "--resume", str(trained_checkpoint), "--epochs", "2")
-    assert "the loss became nan in epoch 2" in message and "last good checkpoint" in message
+    assert "the losses became {'train loss': nan} in epoch 2, step" in message
+    assert f"{trained_checkpoint} (epoch 1) is kept" in message
     assert trained_checkpoint.read_bytes() == good
     assert torch.load(trained_checkpoint, weights_only=True)["epoch"] == 1
 
