@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 
 from common import InputError
-from common.data import Batches, load_dataset, original_area
+from common.data import load_dataset, original_area
 from common.utils import choose_device, load_trained_model
 from VAE.model import VAE, binarize_once, bits_per_dim, dequantize
 
