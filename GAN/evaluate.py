@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.utils import save_image
 
-from common import InputError
+from common import InputError, save_atomically
 from common.data import DEFAULT_IMAGE_SIZE, Batches, cache_folder, load_dataset
 from common.utils import append_csv
 from GAN.model import CGAN, InfoGAN
@@ -101,14 +101,9 @@ def load_classifier(dataset, root, image_size=None, device="cpu", epochs=5, batc
         # Training draws from generators of its own and touches no global random state, so a training run
         # draws the same noise whether the classifier was cached or had to be trained first.
         saved = train_classifier(dataset, root, image_size, device, epochs, batch_size)
-        temporary = path.with_name(path.name + ".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(saved, temporary)
-            temporary.replace(path)
+            save_atomically(saved, path)
         except (OSError, RuntimeError) as error:
-            if temporary.exists():  # (not when its folder could not be made)
-                temporary.unlink()
             print(f"warning: could not cache the classifier at {path} ({error}); it is trained again next time")
     with torch.device("meta"):  # no initial weights drawn: the saved ones replace them
         classifier = Classifier(**saved["config"])

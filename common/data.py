@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from common import InputError
+from common import InputError, save_atomically
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "celeba", "cars", "folder", "fake")
 DEFAULT_IMAGE_SIZE = {"mnist": 32, "fashion-mnist": 32, "cifar10": 32, "celeba": 64, "cars": 64, "folder": 64, "fake": 32}
@@ -216,14 +216,9 @@ def load_image_files(files, folder, split, image_size):
     else:
         arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    temporary = cache.with_name(cache.name + ".tmp")
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"fingerprint": fingerprint, "images": images}, temporary)
-        temporary.replace(cache)
+        save_atomically({"fingerprint": fingerprint, "images": images}, cache)
     except (OSError, RuntimeError) as error:  # torch.save reports a folder it cannot write as a RuntimeError
-        if temporary.exists():  # (not when its folder could not be made)
-            temporary.unlink()
         print(f"note: could not cache the decoded images at {cache} ({error}); they are decoded again next time")
     return images
 

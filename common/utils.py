@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import InputError
+from common import InputError, save_atomically
 from common.data import DATASETS
 
 
@@ -142,18 +142,12 @@ def save_checkpoint(path, checkpoint):
     """Write to a temporary file, then rename: a crash mid-write never leaves a half checkpoint behind, and a
     failed write (a full disk) removes its partial file and says what is left."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     try:
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, path)
-    except BaseException as error:
-        if temporary.exists():  # (not when its folder could not be made)
-            temporary.unlink()
-        if isinstance(error, (OSError, RuntimeError)):
-            kept = f"the checkpoint of epoch {checkpoint['epoch'] - 1} is kept" if path.exists() else "no checkpoint exists"
-            raise InputError(f"could not write {path} ({error}); its partial {temporary.name} was removed and "
-                             f"{kept}") from None
-        raise
+        save_atomically(checkpoint, path)
+    except (OSError, RuntimeError) as error:
+        kept = f"the checkpoint of epoch {checkpoint['epoch'] - 1} is kept" if path.exists() else "no checkpoint exists"
+        raise InputError(f"could not write {path} ({error}); its partial {path.name}.tmp was removed and "
+                         f"{kept}") from None
 
 
 def save_epoch(out, checkpoint, log_rows):
