@@ -36,14 +36,28 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (NON_NEGATIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
-                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
+from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
+                          data_parallel, describe_batch, interrupted, is_main_process, join_process_group,
+                          leave_process_group, mean_over_processes, print_progress, restore_run, save_epoch,
+                          seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from AE.model import PCA, make_autoencoder
 
 HERE = Path(__file__).resolve().parent
 
 
 def main():
+    args = make_parser().parse_args()
+    try:
+        train(args)
+    except InputError as error:
+        sys.exit(f"error: {error}" if is_main_process() else 1)
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args) if is_main_process() else 1)
+    finally:
+        leave_process_group()
+
+
+def make_parser():
     parser = argparse.ArgumentParser(description="Train an autoencoder.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_shared_flags(parser, HERE, epochs=50, batch_size=128, lr=1e-3, latent_dim=16)
     parser.add_argument("--arch", default="linear", choices=["linear", "conv"],
@@ -54,37 +68,38 @@ def main():
     parser.add_argument("--loss", default="bce", choices=["bce", "mse"], help="reconstruction loss")
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
                         help="how codes of more than 2 dimensions are drawn in 2-D")
-    args = parser.parse_args()
-    try:
-        train(args)
-    except InputError as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit(interrupted(args))
+    return parser
 
 
 def train(args):
+    """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     run_name = f"{args.dataset}-linear-n{args.latent_dim}" if args.arch == "linear" else f"{args.dataset}-conv"
     args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name, ranges={"code_l2": NON_NEGATIVE})
-    device = choose_device(args.device)
-    seed_everything(args.seed)
+    device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
+    main_process = rank == 0  # the one that prints, draws and writes
+    memory_format = speed_flags_for(args, device)
+    seed_everything(args.seed)  # the same seed in every process: the same weights
 
     train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
     test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     model_config = dict(arch=args.arch, image_shape=list(train_images.shape[1:]), code_dim=args.latent_dim,
                         code_activation=args.code_activation, code_l2=args.code_l2, recon_loss=args.loss)
-    model = make_autoencoder(**model_config).to(device)
+    model = make_autoencoder(**model_config).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
-    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
+    if args.compile:
+        model.compile()
+    loss_of = data_parallel(model, model.loss, world_size)  # model.loss, averaging gradients under torchrun
+    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed, rank=rank, world_size=world_size)
     test_images = test_images.to(device)
     fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     area = original_area(args.dataset, train_images.shape[-1])
     code_size = math.prod(model.code_shape)
-    create_run_folder(out)
-
-    print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
-          f"on {args.dataset} {tuple(train_images.shape[1:])}, device {device}, writing to {out}")
-    if args.code_activation == "sigmoid" and args.code_l2 > 0:
+    if main_process:
+        create_run_folder(out)
+        print(f"{type(model).__name__} ({sum(p.numel() for p in model.parameters()):,} parameters, code of {code_size}) "
+              f"on {args.dataset} {tuple(train_images.shape[1:])}, {describe_batch(args.batch_size, world_size)}, "
+              f"device {device}, writing to {out}")
+    if args.code_activation == "sigmoid" and args.code_l2 > 0 and main_process:
         print("warning: --code-l2 pulls sigmoid codes toward 0, the end where the sigmoid saturates and passes "
               "almost no gradient; use it with --code-activation none")
 
@@ -92,12 +107,12 @@ def train(args):
     # above 4,096 pixels (64x64 RGB) on the first 20,000 of them, to bound the memory PCA.fit needs.
     pixels = math.prod(train_images.shape[1:])
     pca_mse = None
-    if code_size < pixels:
+    if code_size < pixels and main_process:
         started = time.time()
         pca_model = PCA(code_size).fit(train_images[:20_000 if pixels > 4096 else None].flatten(1) / 255)
         pca_mse = mse_per_pixel(lambda x: pca_model.reconstruct(x.flatten(1)).view_as(x), test_images, area)
         print(f"PCA with {code_size} components: test MSE per pixel {pca_mse:.5f} ({time.time() - started:.1f} s)")
-    else:
+    elif main_process:
         print(f"the code has {code_size:,} numbers for {pixels:,} pixels: it is overcomplete, so it need not compress, "
               f"and PCA with as many components is exact; no PCA comparison")
 
@@ -110,7 +125,8 @@ def train(args):
         sums = {"total": 0.0, "recon": 0.0, "code_l2": 0.0}
         started = last_report = time.time()
         for step, (x, _) in enumerate(batches, 1):
-            losses = model.loss(x)
+            with autocast(args.amp):
+                losses = loss_of(x.contiguous(memory_format=memory_format))
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
@@ -120,10 +136,14 @@ def train(args):
                 last_report = time.time()
                 if not math.isfinite(sums["total"].item()):
                     raise stopped_by({"train loss": sums["total"].item() / step}, epoch, out, step)
-                print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
-                               {name: value.item() / step for name, value in sums.items()})
+                if main_process:
+                    print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
+                                   {name: value.item() / step for name, value in sums.items()})
         seconds = time.time() - started
-        train_parts = {name: value.item() / len(batches) for name, value in sums.items()}
+        train_parts = {name: float(value) / len(batches) for name, value in mean_over_processes(sums, world_size).items()}
+        if not main_process:  # rank 0 alone evaluates, draws and writes; the rest wait for it
+            share_random_state(world_size)
+            continue
 
         # ---- evaluate: test MSE per pixel, and the Gaussian over training codes that sample.py draws from ----
         model.eval()
@@ -146,8 +166,11 @@ def train(args):
                          "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("AE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
                    log_rows)
+        share_random_state(world_size)
 
-    # ---- end of run: figures ----
+    # ---- end of run: figures (rank 0) ----
+    if not main_process:
+        return model
     save_training_gif(out, "reconstructions")
     curves = {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in log_rows]}
     if pca_mse is not None:
@@ -157,6 +180,7 @@ def train(args):
     save_image(model.sample(64), out / "samples.png", nrow=8)
     draw_code_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
+    return model
 
 
 @torch.no_grad()

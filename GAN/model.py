@@ -136,8 +136,9 @@ class GAN(nn.Module):
     def noise(self, count):
         return torch.randn(count, self.latent_dim, device=self.device)
 
-    def random_codes(self, count, labels=None):
-        """The codes the fake images of a training batch are made from (given the real batch's labels)."""
+    def random_codes(self, count, labels=None, rows=slice(None)):
+        """The codes the fake images of a training batch are made from, given the real batch's labels: codes
+        drawn for `count` fakes, of which `rows` are kept (under torchrun, each process's part of one draw)."""
         return {}
 
     def prior_codes(self, count, labels=None, continuous=None):
@@ -230,8 +231,8 @@ class CGAN(GAN):
         self.num_classes = num_classes
         super().__init__(image_shape, code_dim=num_classes, **{"label_planes": num_classes, **options})
 
-    def random_codes(self, count, labels=None):
-        """The real batch's labels: the fake classes follow the data's."""
+    def random_codes(self, count, labels=None, rows=slice(None)):
+        """The real batch's labels: the fake classes follow the data's (nothing is drawn)."""
         return {"labels": labels}
 
     def prior_codes(self, count, labels=None, continuous=None):
@@ -300,9 +301,9 @@ class InfoGAN(GAN):
         code_dim = num_classes + continuous_codes
         super().__init__(image_shape, code_dim=code_dim, auxiliary_outputs=code_dim, **options)
 
-    def random_codes(self, count, labels=None):
+    def random_codes(self, count, labels=None, rows=slice(None)):
         """Fresh codes from the prior for every batch: InfoGAN never sees the labels."""
-        return self.prior_codes(count)
+        return {name: code[rows] for name, code in self.prior_codes(count).items()}
 
     def prior_codes(self, count, labels=None, continuous=None):
         """c1 ~ Cat(num_classes) and c2, c3 ~ U(-1, 1), unless given."""

@@ -42,8 +42,10 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset
 from common.figures import save_curves, save_training_gif
-from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
-                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
+from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
+                          create_run_folder, data_parallel, describe_batch, interrupted, is_main_process,
+                          join_process_group, leave_process_group, mean_over_processes, print_progress, restore_run,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, split_training_set, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 
@@ -63,9 +65,11 @@ def main():
     try:
         train(args)
     except InputError as error:
-        sys.exit(f"error: {error}")
+        sys.exit(f"error: {error}" if is_main_process() else 1)
     except KeyboardInterrupt:
-        sys.exit(interrupted(args))
+        sys.exit(interrupted(args) if is_main_process() else 1)
+    finally:
+        leave_process_group()
 
 
 def make_parser():
@@ -103,13 +107,16 @@ def make_parser():
 
 
 def train(args):
+    """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     run_name = f"{args.dataset}-{args.loss}" if args.model == "dcgan" else \
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
         g_lr=POSITIVE, code_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, n_critic=POSITIVE,
         clip=POSITIVE, gp_weight=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
-    device = choose_device(args.device)
-    seed_everything(args.seed)
+    device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
+    main_process = rank == 0  # the one that prints, draws, measures and writes
+    memory_format = speed_flags_for(args, device)
+    seed_everything(args.seed)  # the same seed in every process: the same weights, one shared random stream
     settings = PAPER_SETTINGS[args.loss]
     if args.lr is None:
         args.lr = settings["lr"]
@@ -132,7 +139,7 @@ def train(args):
                      "acgan": dict(num_classes=num_classes, class_weight=args.code_weight),
                      "infogan": dict(num_classes=num_classes, information_weight=args.code_weight,
                                      category_scale=args.category_scale, q_trains_body=args.q_trains_body)}[args.model]
-    model = make_gan(**model_config).to(device)
+    model = make_gan(**model_config).to(device, memory_format=memory_format)
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":
         d_optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=args.lr, betas=settings["betas"], fused=fused)
@@ -140,8 +147,15 @@ def train(args):
     else:
         d_optimizer = torch.optim.RMSprop(model.discriminator.parameters(), lr=args.lr)
         g_optimizer = torch.optim.RMSprop(model.generator.parameters(), lr=args.g_lr)
+    if args.compile:
+        model.generator.compile()
+        if args.loss != "wgan-gp":  # torch.compile cannot differentiate twice, as the gradient penalty does
+            model.discriminator.compile()
+    # The two losses, each averaging its own network's gradients over the processes under torchrun
+    discriminator_loss = data_parallel(model.discriminator, model.discriminator_loss, world_size)
+    generator_loss = data_parallel(model.generator, model.generator_loss, world_size)
     batches = Batches(train_images.to(device), train_labels.to(device) if uses_labels else None, args.batch_size,
-                      seed=args.seed, value_range=(-1.0, 1.0))
+                      seed=args.seed, value_range=(-1.0, 1.0), rank=rank, world_size=world_size)
     fixed = fixed_codes(model, args.seed, device)
     # InfoGAN never trains on the labels; they only score how c1 clusters the digits: on the validation split
     # (the held-out training images) during training, on the test set once, at the end
@@ -150,18 +164,18 @@ def train(args):
         validation_set = split_training_set(train_images, train_labels)[1]
         test_set = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     scorer = None
-    if train_labels is not None and (args.fid_every or args.fid_samples):
+    if train_labels is not None and (args.fid_every or args.fid_samples) and main_process:
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size, device)
         floors = [scorer.floor(count) for count in (2000, args.fid_samples) if count]
         print("FID floor (held-out real training images against the test set): "
               + ", ".join(f"{floor:.3f} for {used:,} images" for floor, used in floors))
-    print(f"GAN ({args.model}, {args.loss} loss, G {sum(p.numel() for p in model.generator.parameters()):,} + "
-          f"D {sum(p.numel() for p in model.discriminator.parameters()):,} parameters) on {args.dataset} "
-          f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {settings['optimizer']} lr {args.lr:g} (D), {args.g_lr:g} (G), "
-          f"{args.n_critic} D step(s) per G step, device {device}, writing to {out}"
-          + ("; no FID: the dataset has no labels" if train_labels is None else ""))
-
-    create_run_folder(out)
+    if main_process:
+        print(f"GAN ({args.model}, {args.loss} loss, G {sum(p.numel() for p in model.generator.parameters()):,} + "
+              f"D {sum(p.numel() for p in model.discriminator.parameters()):,} parameters) on {args.dataset} "
+              f"{tuple(train_images.shape[1:])}: {len(train_images)} images, {describe_batch(args.batch_size, world_size)}, "
+              f"{settings['optimizer']} lr {args.lr:g} (D), {args.g_lr:g} (G), {args.n_critic} D step(s) per G step, "
+              f"device {device}, writing to {out}" + ("; no FID: the dataset has no labels" if train_labels is None else ""))
+        create_run_folder(out)
     optimizers = {"d_optimizer": d_optimizer, "g_optimizer": g_optimizer}
     start_epoch, log_rows = (1, []) if checkpoint is None else restore_run(checkpoint, args.resume, model, optimizers, batches)
     troubled_epochs = []  # epochs that diverged or collapsed (warned about, not stopped)
@@ -172,12 +186,17 @@ def train(args):
         started = last_report = time.time()
         for step, (real, real_labels) in enumerate(batches, 1):
             generator_steps_now = ((epoch - 1) * len(batches) + step) % args.n_critic == 0  # counted over the run
-            z, codes = model.noise(len(real)), model.random_codes(len(real), real_labels)
-            with torch.set_grad_enabled(generator_steps_now):  # G's graph is needed only for its own step
+            real = real.contiguous(memory_format=memory_format)
+            # Each process draws the noise (and InfoGAN's codes) of the whole batch and keeps its own rows
+            # (batches.part): no two processes share noise, and together they draw what a single process would.
+            z = batches.shard(model.noise(args.batch_size))
+            codes = model.random_codes(args.batch_size, real_labels, rows=batches.part)
+            with torch.set_grad_enabled(generator_steps_now), autocast(args.amp):  # G's graph: for its own step only
                 fake = model.generate(z, codes)
 
             # ---- D phase: raise D(x), lower D(G(z)) (and learn the class / the codes back) ----
-            d_parts = model.discriminator_loss(real, fake.detach(), real_labels, codes)
+            with autocast(args.amp):
+                d_parts = discriminator_loss(real, fake.detach(), real_labels, codes)
             d_optimizer.zero_grad(set_to_none=True)
             d_parts["total"].backward()
             d_optimizer.step()
@@ -186,7 +205,8 @@ def train(args):
 
             # ---- G phase, every n_critic D steps: raise D(G(z)) under the D just updated ----
             if generator_steps_now:
-                g_loss = model.generator_loss(fake, codes)["total"]
+                with autocast(args.amp):
+                    g_loss = generator_loss(fake, codes)["total"]
                 g_optimizer.zero_grad(set_to_none=True)
                 g_loss.backward()
                 g_optimizer.step()
@@ -201,11 +221,16 @@ def train(args):
                 means = {"d_loss": sums["d_loss"].item() / step, "g_loss": float(g_loss_sum) / max(g_steps, 1)}
                 if not all(map(math.isfinite, means.values())):
                     raise stopped_by(means, epoch, out, step)
-                print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
-                               {**means, "D(x)": sums["d_real"].item() / step, "D(G(z))": sums["d_fake"].item() / step})
+                if main_process:
+                    print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
+                                   {**means, "D(x)": sums["d_real"].item() / step, "D(G(z))": sums["d_fake"].item() / step})
         seconds = time.time() - started
-        means = {name: value.item() / len(batches) for name, value in sums.items()}
-        row = {"epoch": epoch, "d_loss": means.pop("d_loss"), "g_loss": float(g_loss_sum) / max(g_steps, 1), **means}
+        totals = mean_over_processes({**sums, "g_loss": g_loss_sum}, world_size)
+        if not main_process:  # rank 0 alone measures, draws and writes; the rest wait for its random state
+            share_random_state(world_size)
+            continue
+        means = {name: float(value) / len(batches) for name, value in totals.items() if name != "g_loss"}
+        row = {"epoch": epoch, "d_loss": means.pop("d_loss"), "g_loss": float(totals["g_loss"]) / max(g_steps, 1), **means}
         trouble = diagnose(row, args.loss)
         if trouble:
             troubled_epochs.append(epoch)
@@ -225,8 +250,11 @@ def train(args):
         log_rows.append({name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
                         | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("GAN", model, model_config, optimizers, epoch, args, batches), log_rows)
+        share_random_state(world_size)
 
-    # ---- end of run: the full FID and class histogram, figures ----
+    # ---- end of run (rank 0): the full FID and class histogram, figures ----
+    if not main_process:
+        return model
     if scorer and args.fid_samples:
         final_report(model, scorer, args.fid_samples, args.batch_size * 16, args.seed, test_set, args.epochs, out)
     if isinstance(model, InfoGAN):
@@ -241,6 +269,7 @@ def train(args):
     if troubled_epochs:
         print(f"warning: training diverged or collapsed in epoch(s) {', '.join(map(str, troubled_epochs))} (see above): "
               f"the samples are likely not digits. Try a lower --lr, or another --loss")
+    return model
 
 
 def diagnose(row, loss):

@@ -132,16 +132,18 @@ class VAE(nn.Module):
     def encode(self, x):
         return self.encoder(x)  # mu, log sigma^2: each (B, latent)
 
-    def reparameterize(self, mu, logvar):
+    def reparameterize(self, mu, logvar, noise=None):
+        """noise: eps ~ N(0, I), (B, latent); None draws it here."""
+        eps = torch.randn_like(mu) if noise is None else noise
         # z = mu + sigma * eps: the sample is a differentiable function of (mu, sigma)
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * eps
 
     def decode(self, z):
         return self.decoder(z)  # (B, C, H, W): Bernoulli logits, or Gaussian means
 
-    def forward(self, x):
+    def forward(self, x, noise=None):
         mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+        return self.decode(self.reparameterize(mu, logvar, noise)), mu, logvar
 
     def mean_image(self, decoded):
         """E[x|z] in [0, 1], for pictures."""
@@ -161,9 +163,10 @@ class VAE(nn.Module):
         # KL(N(mu, sigma^2) || N(0, 1)) = -1/2 sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)   (the VAE paper, Appendix B)
         return -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
 
-    def loss(self, x):
-        """Mean over the batch, in nats per image: the weighted total and its unweighted parts."""
-        decoded, mu, logvar = self(x)
+    def loss(self, x, noise=None):
+        """Mean over the batch, in nats per image: the weighted total and its unweighted parts. noise: the
+        reparameterization's eps (B, latent), or None to draw it here."""
+        decoded, mu, logvar = self(x, noise)
         recon = -self.log_px_given_z(x, decoded).mean()
         kl = self.kl_divergence(mu, logvar).mean()
         total = self.recon_weight * recon + self.beta * kl

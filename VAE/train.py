@@ -29,14 +29,28 @@ from torchvision.utils import save_image
 from common import InputError
 from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (NON_NEGATIVE, add_shared_flags, checkpoint_state, choose_device, create_run_folder,
-                          interrupted, print_progress, restore_run, save_epoch, seed_everything, start_run, stopped_by)
+from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
+                          data_parallel, describe_batch, interrupted, is_main_process, join_process_group,
+                          leave_process_group, mean_over_processes, print_progress, restore_run, save_epoch,
+                          seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
 
 
 def main():
+    args = make_parser().parse_args()
+    try:
+        train(args)
+    except InputError as error:
+        sys.exit(f"error: {error}" if is_main_process() else 1)
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args) if is_main_process() else 1)
+    finally:
+        leave_process_group()
+
+
+def make_parser():
     parser = argparse.ArgumentParser(description="Train a VAE.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_shared_flags(parser, HERE, epochs=10, batch_size=128, lr=1e-3, latent_dim=20)
     parser.add_argument("--arch", default="mlp", choices=["mlp", "conv"],
@@ -49,21 +63,18 @@ def main():
                         help="dynamic binarization: train on x ~ Bernoulli(pixels), test on one fixed binarization")
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
                         help="how a latent of more than 2 dimensions is drawn in 2-D")
-    args = parser.parse_args()
-    try:
-        train(args)
-    except InputError as error:
-        sys.exit(f"error: {error}")
-    except KeyboardInterrupt:
-        sys.exit(interrupted(args))
+    return parser
 
 
 def train(args):
+    """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     run_name = f"{args.dataset}-{args.arch}-z{args.latent_dim}{'-binarized' if args.binarize else ''}"
     args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name,
                                       ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE})
-    device = choose_device(args.device)
-    seed_everything(args.seed)
+    device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
+    main_process = rank == 0  # the one that prints, draws and writes
+    memory_format = speed_flags_for(args, device)
+    seed_everything(args.seed)  # the same seed in every process: the same weights, one shared random stream
 
     if args.image_size is None and args.arch == "mlp" and args.dataset in ("mnist", "fashion-mnist"):
         args.image_size = 28  # the 784-400-latent MLP of the paper: the 32x32 padding is for the conv models
@@ -73,20 +84,24 @@ def train(args):
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
                         likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight)
-    model = VAE(**model_config).to(device)
+    model = VAE(**model_config).to(device, memory_format=memory_format)
     pixel_means = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
     model.init_output_bias(pixel_means.to(device))
     # The fused kernel updates all parameters in one pass: on CPU the MLP epoch takes about 25% less time
     # (VAE/benchmark.py: 1.83 s against 2.39 s).
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, fused=device.type in ("cpu", "cuda"))
-    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed)
+    if args.compile:
+        model.compile()
+    loss_of = data_parallel(model, model.loss, world_size)  # model.loss, averaging gradients under torchrun
+    batches = Batches(train_images.to(device), None, args.batch_size, seed=args.seed, rank=rank, world_size=world_size)
     test_images = test_images.to(device)
     fixed_test = next(iter(Batches(test_images, None, 16, shuffle=False, drop_last=False)))[0]
     fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed)).to(device)
-    create_run_folder(out)
-    print(f"VAE ({args.arch}, {sum(p.numel() for p in model.parameters()):,} parameters) on {args.dataset} "
-          f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
-          f"device {device}, writing to {out}")
+    if main_process:
+        create_run_folder(out)
+        print(f"VAE ({args.arch}, {sum(p.numel() for p in model.parameters()):,} parameters) on {args.dataset} "
+              f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
+              f"{describe_batch(args.batch_size, world_size)}, device {device}, writing to {out}")
 
     start_epoch, log_rows = (1, []) if checkpoint is None else \
         restore_run(checkpoint, args.resume, model, {"optimizer": optimizer}, batches)
@@ -97,9 +112,14 @@ def train(args):
         sums = {"total": 0.0, "recon": 0.0, "kl": 0.0}
         started = last_report = time.time()
         for step, (x, _) in enumerate(batches, 1):
-            if args.binarize:
-                x = torch.bernoulli(x)
-            losses = model.loss(x)
+            x = x.contiguous(memory_format=memory_format)
+            # Each process draws the random numbers of the whole batch and keeps its own rows (batches.shard):
+            # no two processes share noise, and together they draw what a single process would.
+            if args.binarize:  # x ~ Bernoulli(pixels)
+                x = (batches.shard(torch.rand(args.batch_size, *x.shape[1:], device=device)) < x).to(x.dtype)
+            noise = batches.shard(torch.randn(args.batch_size, args.latent_dim, device=device))
+            with autocast(args.amp):
+                losses = loss_of(x, noise)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimizer.step()
@@ -109,10 +129,14 @@ def train(args):
                 last_report = time.time()
                 if not math.isfinite(sums["total"].item()):
                     raise stopped_by({"train loss": sums["total"].item() / step}, epoch, out, step)
-                print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
-                               {name: value.item() / step for name, value in sums.items()})
+                if main_process:
+                    print_progress(epoch, args.epochs, step, len(batches), args.batch_size, started,
+                                   {name: value.item() / step for name, value in sums.items()})
         seconds = time.time() - started
-        train_parts = {name: value.item() / len(batches) for name, value in sums.items()}
+        train_parts = {name: float(value) / len(batches) for name, value in mean_over_processes(sums, world_size).items()}
+        if not main_process:  # rank 0 alone evaluates, draws and writes; the rest wait for its random state
+            share_random_state(world_size)
+            continue
 
         # ---- evaluate: -ELBO = -log p(x|z) + KL, nats per test image ----
         model.eval()
@@ -137,14 +161,18 @@ def train(args):
                          "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("VAE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
                    log_rows)
+        share_random_state(world_size)
 
-    # ---- end of run: figures ----
+    # ---- end of run: figures (rank 0) ----
+    if not main_process:
+        return model
     save_training_gif(out, "samples", last_frame=out / "samples.png")
     save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in log_rows],
                                           "test -ELBO": [float(r["test_neg_elbo"]) for r in log_rows]},
                 title="nats per image")
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
+    return model
 
 
 @torch.no_grad()

@@ -254,19 +254,31 @@ class Batches:
     """Mini-batches sliced from uint8 images that live on the training device, as float in value_range.
 
     The order is drawn from a seeded generator; its state (`self.generator.get_state()`) goes into
-    checkpoints, so a resumed run sees exactly the batches an uninterrupted one would.
+    checkpoints, so a resumed run sees exactly the batches an uninterrupted one would. Under torchrun,
+    batch_size is the whole batch of a step: every process draws the same order and takes its own
+    batch_size / world_size images of each batch (`shard`), so together they see what one process would.
     """
 
-    def __init__(self, images, labels, batch_size, shuffle=True, drop_last=True, seed=0, value_range=(0.0, 1.0)):
+    def __init__(self, images, labels, batch_size, shuffle=True, drop_last=True, seed=0, value_range=(0.0, 1.0),
+                 rank=0, world_size=1):
         if drop_last and len(images) < batch_size:
             raise InputError(f"{len(images)} images make no full batch of {batch_size}: lower --batch-size")
+        if batch_size % world_size:
+            raise InputError(f"--batch-size {batch_size} (the whole batch of a step) does not split evenly over "
+                             f"{world_size} processes")
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.shuffle, self.drop_last, self.value_range = shuffle, drop_last, value_range
         self.generator = torch.Generator().manual_seed(seed)
+        per_process = batch_size // world_size
+        self.part = slice(rank * per_process, (rank + 1) * per_process)  # this process's rows of each batch
 
     def __len__(self):
         count = len(self.images)
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
+
+    def shard(self, tensor):
+        """This process's rows of something drawn for the whole batch (all of it in a single process)."""
+        return tensor[self.part]
 
     def __iter__(self):
         count = len(self.images)
@@ -274,6 +286,6 @@ class Batches:
         order = order.to(self.images.device)
         low, high = self.value_range
         for step in range(len(self)):
-            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            index = self.shard(order[step * self.batch_size:(step + 1) * self.batch_size])
             x = self.images[index].float() * ((high - low) / 255) + low
             yield x, None if self.labels is None else self.labels[index]

@@ -2,6 +2,7 @@
 the progress line and the CSV log."""
 import argparse
 import csv
+import inspect
 import math
 import os
 import pickle
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from common import InputError, save_atomically
 from common.data import DATASETS
@@ -32,7 +36,11 @@ def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, lat
                         help="auto: CUDA, else MPS, else CPU")
     parser.add_argument("--out", default=None, help=f"output folder; None: {Path(family_dir).name}/results/<run name>")
     parser.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                        help="continue the run saved in CHECKPOINT, with its own flags (--epochs and --device may change)")
+                        help="continue the run saved in CHECKPOINT, with its own flags (--epochs, --device and the speed flags may change)")
+    parser.add_argument("--amp", action="store_true", help="CUDA only: bfloat16 autocast in the training steps")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the networks (the first steps compile)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels-last memory layout for convolutional models and their batches")
 
 
 def add_sample_flags(parser):
@@ -73,8 +81,10 @@ def start_run(args, family, default_out, ranges=None):
         if args.epochs <= checkpoint["epoch"]:
             raise InputError(f"{args.resume} has trained {checkpoint['epoch']} epochs: --epochs {args.epochs} leaves "
                              f"nothing to train (--epochs counts from the start of the run)")
-        # The run's own flags win; a flag newer than the checkpoint keeps its default.
-        args = argparse.Namespace(**{**vars(args), **checkpoint["args"], "epochs": args.epochs, "device": args.device,
+        # The run's own flags win, except the length and how it runs (device, speed flags); a flag newer than the
+        # checkpoint keeps its default.
+        kept = {name: getattr(args, name) for name in ("epochs", "device", "amp", "compile", "channels_last")}
+        args = argparse.Namespace(**{**vars(args), **checkpoint["args"], **kept,
                                      "resume": args.resume, "out": str(Path(args.resume).resolve().parent)})
     args.data_root = str(Path(args.data_root).expanduser().resolve())
     out = Path(args.out or default_out).resolve()
@@ -116,6 +126,99 @@ def choose_device(name="auto"):
     if name == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps was asked for, but this torch build has no MPS support")
     return torch.device(name)
+
+
+def join_process_group(device):
+    """Under torchrun, which starts one process per GPU (or several on a CPU) and gives each WORLD_SIZE,
+    RANK and LOCAL_RANK, join the others: NCCL between GPUs, each process on its LOCAL_RANK-th GPU; Gloo
+    between CPU processes. Returns (device, rank, world_size); a plain run is (device, 0, 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return device, 0, 1
+    if device.type == "mps":
+        raise InputError("torchrun needs CUDA GPUs or the CPU: torch.distributed has no backend for MPS")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, dist.get_rank(), world_size
+
+
+def leave_process_group():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main_process():
+    """Rank 0, the one process that prints, draws pictures and writes files (also before joining the group)."""
+    return (dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", "0"))) == 0
+
+
+class LossAsForward(nn.Module):
+    """DistributedDataParallel averages the gradients of the work done inside its module's forward; this
+    module's forward is one of the model's loss methods, and its parameters are `network`'s."""
+
+    def __init__(self, network, loss):
+        super().__init__()
+        self.network, self.loss = network, loss
+
+    def forward(self, *args, **kwargs):
+        return self.loss(*args, **kwargs)
+
+
+def data_parallel(network, loss, world_size):
+    """What the training loop calls for a loss: the method `loss` itself in a single process. Under torchrun,
+    `loss` run inside a DistributedDataParallel over `network`, the module whose parameters that loss trains:
+    its backward averages their gradients over the processes (in buckets, while the backward runs).
+
+    BatchNorm keeps per-process statistics (batch_size / world_size images each, as on one GPU with that
+    batch): SyncBatchNorm has no CPU kernel, and would wait on every process at every BatchNorm layer.
+    Rank 0's running statistics are the ones checkpointed, so buffers are not broadcast each step (which
+    would also overwrite G's in place after its forward); torch 2.14 renamed that option."""
+    if world_size == 1:
+        return loss
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    return DistributedDataParallel(LossAsForward(network, loss), **{"forward_sync_buffers" if renamed else
+                                                                     "broadcast_buffers": False})
+
+
+def mean_over_processes(sums, world_size):
+    """{name: tensor or float} of per-process sums -> the same summed over every process and divided by
+    world_size: each process sums means over its own part of the batch, so this is their mean."""
+    if world_size == 1:
+        return sums
+    values = torch.stack([torch.as_tensor(value, dtype=torch.float64) for value in sums.values()])
+    device = next((v.device for v in sums.values() if isinstance(v, torch.Tensor)), torch.device("cpu"))
+    values = values.to(device)
+    dist.all_reduce(values)
+    return dict(zip(sums, (values / world_size).cpu()))
+
+
+def share_random_state(world_size):
+    """Every process continues from rank 0's random state. All draw the whole batch's noise from one stream
+    and keep their own part; rank 0 alone drew more for its pictures and FID, so the others take its state
+    (what a single process would hold here). Also a barrier: no process runs ahead of rank 0's writes."""
+    if world_size > 1:
+        states = [rng_states()]
+        dist.broadcast_object_list(states, src=0)
+        set_rng_states(states[0])
+
+
+def describe_batch(batch_size, world_size):
+    return f"batch {batch_size}" + (f" = {world_size} processes x {batch_size // world_size}" if world_size > 1 else "")
+
+
+def autocast(enabled):
+    """--amp: bfloat16 autocast on CUDA (bf16 has float32's range, so the losses need no scaling)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+
+
+def speed_flags_for(args, device):
+    """Refuse --amp off CUDA; returns the memory format the convolutional models and their batches use."""
+    if args.amp and device.type != "cuda":
+        raise InputError(f"--amp (bfloat16 autocast) is for CUDA GPUs; this run is on {device.type}: leave it out")
+    return torch.channels_last if args.channels_last else torch.contiguous_format
 
 
 def seed_everything(seed):
@@ -168,8 +271,8 @@ def checkpoint_state(family, model, model_config, optimizers, epoch, args, batch
 
 def restore_run(checkpoint, path, model, optimizers, batches):
     """Put a resumed run back where checkpoint_state left it. Returns the first epoch still to train and
-    the log rows so far, and rewrites log.csv to match the checkpoint (a checkpoint older than the rows it
-    carries keeps the rows of log.csv up to its own epoch)."""
+    the log rows so far, and (rank 0) rewrites log.csv to match the checkpoint (a checkpoint older than the
+    rows it carries keeps the rows of log.csv up to its own epoch)."""
     load_weights(model, checkpoint["model"], path)
     for key, optimizer in optimizers.items():
         optimizer.load_state_dict(checkpoint[key])
@@ -179,7 +282,8 @@ def restore_run(checkpoint, path, model, optimizers, batches):
     rows = checkpoint.get("log")
     if rows is None:
         rows = [row for row in read_csv(log) if int(row["epoch"]) <= checkpoint["epoch"]] if log.exists() else []
-    write_csv(log, rows)
+    if is_main_process():
+        write_csv(log, rows)
     return checkpoint["epoch"] + 1, rows
 
 

@@ -138,7 +138,8 @@ def test_a_failed_checkpoint_write_removes_its_partial_file(tmp_path, monkeypatc
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_exists(tmp_path, monkeypatch):
     real_loss = vae_model.VAE.loss
-    monkeypatch.setattr(vae_model.VAE, "loss", lambda self, x: {**real_loss(self, x), "total": real_loss(self, x)["total"] * float("nan")})
+    monkeypatch.setattr(vae_model.VAE, "loss", lambda self, x, noise=None: {**real_loss(self, x, noise),
+                                                                          "total": real_loss(self, x, noise)["total"] * float("nan")})
     message = error_of(vae_train, monkeypatch, "--dataset", "fake", "--epochs", "1", "--out", str(tmp_path / "run"))
     assert "no checkpoint was written" in message and "kept" not in message
 
@@ -187,7 +188,7 @@ def test_ctrl_c_ends_in_one_line_naming_the_checkpoint(module, tmp_path, monkeyp
 
 
 def test_ctrl_c_before_the_first_checkpoint(tmp_path, monkeypatch):
-    def interrupt(self, x):
+    def interrupt(self, *args):
         raise KeyboardInterrupt
     monkeypatch.setattr(vae_model.VAE, "loss", interrupt)
     with pytest.raises(SystemExit) as stop:

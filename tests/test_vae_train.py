@@ -143,8 +143,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_checkpoint, m
     good = trained_checkpoint.read_bytes()
     real_loss = vae_model.VAE.loss
 
-    def loss_that_explodes(self, x):
-        parts = real_loss(self, x)
+    def loss_that_explodes(self, x, noise=None):
+        parts = real_loss(self, x, noise)
         return {**parts, "total": parts["total"] * float("nan")}
     monkeypatch.setattr(vae_model.VAE, "loss", loss_that_explodes)
     message = error_of(vae_train, monkeypatch, "--resume", str(trained_checkpoint), "--epochs", "2")
