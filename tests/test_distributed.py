@@ -16,6 +16,7 @@ from GAN import train as gan_train
 from VAE import train as vae_train
 
 FAKE = ["--dataset", "fake", "--batch-size", "64"]  # 256 images: 4 steps of 2 x 32 images per epoch
+QUICK = ["--embedding", "pca"]  # t-SNE would take most of the time
 GAN_FAST = [*FAKE, "--width", "8", "--fid-every", "0", "--fid-samples", "0"]
 
 
@@ -31,10 +32,10 @@ def runs(tmp_path_factory):
     """One torchrun launch (its start-up dominates) that trains all the runs below in one process group."""
     folder = tmp_path_factory.mktemp("distributed")
     plan = {
-        "vae": ("VAE", [*FAKE, "--epochs", "2"]),
-        "vae-half": ("VAE", [*FAKE, "--epochs", "1"]),
+        "vae": ("VAE", [*FAKE, *QUICK, "--epochs", "2"]),
+        "vae-half": ("VAE", [*FAKE, *QUICK, "--epochs", "1"]),
         "vae-resumed": ("VAE", ["--resume", str(folder / "vae-half" / "checkpoint.pt"), "--epochs", "2"]),
-        "ae": ("AE", [*FAKE, "--epochs", "1", "--latent-dim", "4"]),
+        "ae": ("AE", [*FAKE, *QUICK, "--epochs", "1", "--latent-dim", "4"]),
         "dcgan": ("GAN", [*GAN_FAST, "--epochs", "1"]),
         "wgan-gp": ("GAN", [*GAN_FAST, "--epochs", "1", "--loss", "wgan-gp", "--n-critic", "2"]),
         "infogan": ("GAN", [*GAN_FAST, "--epochs", "1", "--model", "infogan"]),
@@ -63,7 +64,7 @@ def test_every_process_ends_with_the_same_parameters(runs, name):
 def test_two_processes_train_as_one_on_the_same_batch(runs, tmp_path):
     """Same images, same noise, gradients averaged: the MLP VAE (no BatchNorm) logs what one process logs."""
     folder = runs[0]
-    vae_train.train(vae_train.make_parser().parse_args([*FAKE, "--epochs", "2", "--out", str(tmp_path / "one")]))
+    vae_train.train(vae_train.make_parser().parse_args([*FAKE, *QUICK, "--epochs", "2", "--out", str(tmp_path / "one")]))
     two, one = read_csv(folder / "vae" / "log.csv"), read_csv(tmp_path / "one" / "log.csv")
     assert len(two) == len(one) == 2
     for row_two, row_one in zip(two, one):
@@ -90,7 +91,8 @@ def test_a_two_process_run_resumes_exactly(runs):
 
 
 def test_the_readme_command_under_torchrun_from_another_folder(tmp_path):
-    output = torchrun(str(ROOT / "VAE" / "train.py"), *FAKE, "--epochs", "1", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    output = torchrun(str(ROOT / "VAE" / "train.py"), *FAKE, *QUICK, "--epochs", "1", "--out", str(tmp_path / "run"),
+                      cwd=tmp_path)
     assert output.count("done: figures") == 1 and (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
