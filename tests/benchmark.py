@@ -4,9 +4,12 @@
     python tests/benchmark.py --data-root ../shared/data --models vae-mlp dcgan-w64
     python tests/benchmark.py --data-root ../shared/data --dcgan-epochs 50     # on a GPU: the whole GPU measurement
 
-Each model's figure is its train.py run as a user runs it (its own process, one epoch of MNIST, no FID),
-read from the log.csv it writes: images per second of the training loop, with the batch slicing and
-every step included, and start-up, evaluation and pictures not.
+Each model's figure is its train.py run as a user runs it (its own process, no FID), read from the
+log.csv it writes: images per second of the training loop in its second epoch (the first warms up), with
+the batch slicing and every step included, and start-up, evaluation and pictures not. An epoch is the
+first --images MNIST training images (default: 6,400 on a CPU, all 60,000 on a GPU), written as IDX files
+to a temporary folder with the first 1,000 test images; the reference loops below read the same files
+(one epoch each, after a warm-up of 10 batches).
 
 In the same run, on a CPU:
     vae-mlp    against the pytorch/examples VAE loop for the same model: DataLoader(MNIST, ToTensor),
@@ -14,11 +17,12 @@ In the same run, on a CPU:
                (measured here: repeated 2048 x 2048 products) that its training matmuls reach.
     dcgan-w64  (DCGAN's channel counts at 32x32) against PyTorch-GAN's implementations/dcgan/dcgan.py:
                its networks, BCELoss and Adam, and its DataLoader with Resize(32), ToTensor and Normalize.
-On a CUDA GPU, every model also with --amp, --channels-last and --compile, and DCGAN at 64x64 RGB (CelebA's
+On a CPU the conv models are also timed with --channels-last. On a CUDA GPU, every model also with --amp, --channels-last and --compile, and DCGAN at 64x64 RGB (CelebA's
 size, on random images written to a temporary folder). --dcgan-epochs N then trains the MNIST DCGAN for N
 epochs with the flags that were fastest and prints the wall time of the whole command.
 """
 import argparse
+import struct
 import subprocess
 import sys
 import tempfile
@@ -38,6 +42,7 @@ from torchvision import datasets, transforms
 from common.utils import choose_device, read_csv
 from VAE.model import VAE
 
+WARM_UP = 10  # batches of a reference loop not timed: the first allocations and kernel choices
 GAN_QUICK = ["--fid-every", "0", "--fid-samples", "0"]
 MODELS = {  # name: (script, flags)
     "ae": ("AE/train.py", ["--embedding", "pca"]),
@@ -50,11 +55,25 @@ MODELS = {  # name: (script, flags)
     "acgan": ("GAN/train.py", [*GAN_QUICK, "--model", "acgan"]),
     "infogan": ("GAN/train.py", [*GAN_QUICK, "--model", "infogan"]),
 }
+CONV_ON_CPU = ("vae-conv", "dcgan", "dcgan-w64")  # also timed with --channels-last on a CPU
 GPU_VARIANTS = {"plain": [], "amp": ["--amp"], "channels-last": ["--channels-last"], "compile": ["--compile"],
                 "all three": ["--amp", "--channels-last", "--compile"]}
 
 
-def train_py_images_per_second(script, flags, scratch, device, epochs=1):
+def mnist_subset(data_root, folder, train_images, test_images=1000):
+    """The first images of MNIST's training and test sets as a new MNIST/raw/ folder in the IDX format."""
+    raw = folder / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, count, prefix in [(True, train_images, "train"), (False, test_images, "t10k")]:
+        dataset = datasets.MNIST(data_root, train=split, download=False)
+        for kind, array in [("images-idx3", dataset.data[:count].numpy()), ("labels-idx1", dataset.targets[:count].numpy())]:
+            with open(raw / f"{prefix}-{kind}-ubyte", "wb") as file:  # magic (0, 0, uint8, ndim), sizes, bytes
+                file.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape))
+                file.write(array.astype(np.uint8).tobytes())
+    return str(folder)
+
+
+def train_py_images_per_second(script, flags, scratch, device, epochs=2):
     """Run script for `epochs` epochs in its own process: images/s of its last epoch and the seconds of all
     its training epochs (from log.csv), and the wall time of the whole command."""
     out = Path(tempfile.mkdtemp(dir=scratch))
@@ -100,7 +119,9 @@ def tutorial_vae_images_per_second(data_root, device, batch_size=128):
     model = VAE((1, 28, 28), latent_dim=20, arch="mlp").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     started, images = time.time(), 0
-    for x, _ in loader:
+    for step, (x, _) in enumerate(loader):
+        if step == WARM_UP:
+            started, images = time.time(), 0
         x = x.to(device)
         loss = model.loss(x)["total"]
         optimizer.zero_grad()
@@ -146,8 +167,8 @@ class PyTorchGANDiscriminator(nn.Module):
         return self.net(x)
 
 
-def pytorch_gan_dcgan_images_per_second(data_root, batches=200, batch_size=64, latent_dim=100):
-    """dcgan.py's loop (G step, then D step, as it writes them) for its first `batches` batches, on the CPU."""
+def pytorch_gan_dcgan_images_per_second(data_root, batch_size=64, latent_dim=100):
+    """dcgan.py's loop (G step, then D step, as it writes them) for one epoch, on the CPU."""
     loader = DataLoader(datasets.MNIST(data_root, train=True, download=False, transform=transforms.Compose([
         transforms.Resize(32), transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])),
         batch_size=batch_size, shuffle=True)
@@ -158,8 +179,8 @@ def pytorch_gan_dcgan_images_per_second(data_root, batches=200, batch_size=64, l
     bce = nn.BCELoss()
     started, images = time.time(), 0
     for step, (real, _) in enumerate(loader):
-        if step == batches:
-            break
+        if step == WARM_UP:
+            started, images = time.time(), 0
         valid, fake_target = torch.ones(len(real), 1), torch.zeros(len(real), 1)
         fake = generator(torch.randn(len(real), latent_dim))
         g_loss = bce(discriminator(fake), valid)
@@ -186,25 +207,30 @@ def random_rgb_folder(folder, count=20_000, size=64):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default=str(ROOT / "data"), help="holds MNIST/raw/")
+    parser.add_argument("--images", type=int, default=None,
+                        help="training images per timed epoch; None: 6,400 on a CPU, 60,000 on a GPU")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--dcgan-epochs", type=int, default=0, help="then train the MNIST DCGAN this long, timed (0: no)")
     args = parser.parse_args()
     device = choose_device(args.device)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{hardware}, torch {torch.__version__}")
-    data = ["--data-root", args.data_root]
+    images = args.images or (60_000 if device.type == "cuda" else 6_400)
+    print(f"{hardware}, torch {torch.__version__}; one epoch = {images:,} MNIST training images")
     with tempfile.TemporaryDirectory() as scratch:
+        data_root = mnist_subset(args.data_root, Path(scratch) / "mnist", images)
+        data = ["--data-root", data_root]
         results = {}
         for name in args.models:
             script, flags = MODELS[name]
-            variants = GPU_VARIANTS if device.type == "cuda" else {"plain": []}
+            variants = GPU_VARIANTS if device.type == "cuda" else \
+                {"plain": [], **({"channels-last": ["--channels-last"]} if name in CONV_ON_CPU else {})}
             for variant, extra in variants.items():
                 results[name, variant], _, _ = train_py_images_per_second(script, [*data, *flags, *extra], scratch, device)
                 print(f"{name:10s} {variant:14s} {results[name, variant]:9,.0f} images/s", flush=True)
 
         if device.type == "cpu" and "vae-mlp" in args.models:
-            tutorial = tutorial_vae_images_per_second(args.data_root, device)
+            tutorial = tutorial_vae_images_per_second(data_root, device)
             ours = results["vae-mlp", "plain"]
             peak = matmul_peak(device)
             reached = ours * training_flops_per_image(VAE((1, 28, 28), latent_dim=20, arch="mlp"))
@@ -212,9 +238,9 @@ def main():
                   f"reach {reached / 1e9:.1f} GFLOP/s, {reached / peak:.0%} of this machine's matmul peak "
                   f"({peak / 1e9:.1f} GFLOP/s)")
         if device.type == "cpu" and "dcgan-w64" in args.models:
-            reference = pytorch_gan_dcgan_images_per_second(args.data_root)
+            reference = pytorch_gan_dcgan_images_per_second(data_root)
             print(f"dcgan-w64: {results['dcgan-w64', 'plain'] / reference:.2f}x PyTorch-GAN's dcgan.py setup "
-                  f"({reference:,.0f} images/s)")
+                  f"({reference:,.0f} images/s); {results['dcgan-w64', 'channels-last'] / reference:.2f}x with --channels-last")
 
         if device.type == "cuda":
             folder = random_rgb_folder(Path(scratch) / "rgb64")
@@ -222,9 +248,9 @@ def main():
                 speed, _, _ = train_py_images_per_second("GAN/train.py", ["--dataset", "folder", "--data-root", str(folder),
                                                                        "--width", "64", *GAN_QUICK, *extra], scratch, device)
                 print(f"dcgan 64x64 RGB, width 64, {variant:14s} {speed:9,.0f} images/s", flush=True)
-        if args.dcgan_epochs:
+        if args.dcgan_epochs:  # the whole of MNIST
             fastest = max((v for m, v in results if m == "dcgan"), key=lambda v: results["dcgan", v], default="plain")
-            flags = [*data, *GPU_VARIANTS[fastest]] if device.type == "cuda" else data
+            flags = ["--data-root", args.data_root, *GPU_VARIANTS[fastest]]
             speed, training, wall = train_py_images_per_second("GAN/train.py", flags, scratch, device, epochs=args.dcgan_epochs)
             print(f"GAN/train.py --epochs {args.dcgan_epochs} {' '.join(GPU_VARIANTS.get(fastest, []))}: {training:.0f} s "
                   f"in its training epochs, {wall:.0f} s of wall time for the whole command (start-up, the FID "
