@@ -242,10 +242,10 @@ class SampleScorer:
 
 
 @torch.no_grad()
-def measure(model, scorer, count, batch_size, seed, labelled_set=None):
-    """FID, its floor and class shares of `count` samples from seeded noise (repeatable for one model).
-    Conditional models get balanced requested classes and their accuracy; InfoGAN gets its clustering
-    accuracy on labelled_set, (uint8 images, labels)."""
+def measure(model, scorer, count, batch_size, seed, labelled_set=None, averaged=True):
+    """FID, its floor and class shares of `count` samples from seeded noise (repeatable for one model), from
+    the averaged G if there is one (averaged=False: the live G). Conditional models get balanced requested
+    classes and their accuracy; InfoGAN gets its clustering accuracy on labelled_set, (uint8 images, labels)."""
     # Every input comes from this seeded generator, none from the global random stream that training draws its
     # noise from: how often quality is measured (--fid-every) must not change the run.
     generator = torch.Generator().manual_seed(seed)
@@ -257,7 +257,8 @@ def measure(model, scorer, count, batch_size, seed, labelled_set=None):
         continuous = (torch.rand(count, model.continuous_codes, generator=generator) * 2 - 1).to(model.device)
     images = torch.cat([model.sample(z=z[start:start + batch_size],
                                      labels=None if labels is None else labels[start:start + batch_size],
-                                     continuous=None if continuous is None else continuous[start:start + batch_size])
+                                     continuous=None if continuous is None else continuous[start:start + batch_size],
+                                     averaged=averaged)
                         for start in range(0, count, batch_size)])
     quality = scorer.score(images, labels if isinstance(model, CGAN) else None)  # CGAN and ACGAN: requested classes
     if isinstance(model, InfoGAN) and labelled_set is not None:
@@ -267,9 +268,10 @@ def measure(model, scorer, count, batch_size, seed, labelled_set=None):
 
 
 def watched_columns(model):
-    """The log.csv columns `watch` fills: the 2,000-sample FID, and what the model adds to it."""
-    return ["fid_2k"] + (["accuracy_2k"] if isinstance(model, CGAN) else []) + \
-        (["cluster_accuracy_val"] if isinstance(model, InfoGAN) else [])
+    """The log.csv columns `watch` fills: the 2,000-sample FID (and the live G's, beside the averaged one's),
+    and what the model adds to it."""
+    return ["fid_2k"] + (["fid_2k_live"] if model.averaged_generator is not None else []) + \
+        (["accuracy_2k"] if isinstance(model, CGAN) else []) + (["cluster_accuracy_val"] if isinstance(model, InfoGAN) else [])
 
 
 def watch(model, scorer, batch_size, seed, validation_set=None):
@@ -277,6 +279,8 @@ def watch(model, scorer, batch_size, seed, validation_set=None):
     requested-class accuracy, InfoGAN's clustering accuracy on the validation split (never the test set)."""
     quality = measure(model, scorer, 2000, batch_size, seed, validation_set)
     row = {"fid_2k": quality["fid"]}
+    if model.averaged_generator is not None:
+        row["fid_2k_live"] = measure(model, scorer, 2000, batch_size, seed, averaged=False)["fid"]
     if isinstance(model, CGAN):
         row["accuracy_2k"] = quality["accuracy"]
     if isinstance(model, InfoGAN):
@@ -286,10 +290,14 @@ def watch(model, scorer, batch_size, seed, validation_set=None):
 
 def final_report(model, scorer, count, batch_size, seed, test_set, epoch, out):
     """The end of a run: FID of `count` samples against the test set, its floor, the class shares, the
-    requested-class accuracy (CGAN, ACGAN) or the test set's clustering by c1 (InfoGAN); to out/fid.csv
-    and the screen."""
+    requested-class accuracy (CGAN, ACGAN) or the test set's clustering by c1 (InfoGAN), all from the averaged G
+    if there is one, and beside it the live G's FID; to out/fid.csv and the screen."""
     quality = measure(model, scorer, count, batch_size, seed, test_set)
     fid, floor, shares = quality["fid"], quality["floor"], quality["shares"]
+    live = {}
+    if model.averaged_generator is not None:
+        live_fid = measure(model, scorer, count, batch_size, seed, averaged=False)["fid"]
+        live = {"fid_live": f"{live_fid:.4f}", "fid_live_over_floor": f"{live_fid / floor:.2f}"}
     extra = {}
     if isinstance(model, CGAN):
         extra = {"accuracy": f"{quality['accuracy']:.4f}",
@@ -298,10 +306,12 @@ def final_report(model, scorer, count, batch_size, seed, test_set, epoch, out):
         extra = {"cluster_accuracy": f"{quality['cluster_accuracy']:.4f}",
                  "digit_of_c1": " ".join(map(str, quality["digit_of_c1"]))}
     append_csv(out / "fid.csv", {"epoch": epoch, "samples": count, "fid": f"{fid:.4f}", "floor": f"{floor:.4f}",
-                                 "fid_over_floor": f"{fid / floor:.2f}", **extra,
+                                 "fid_over_floor": f"{fid / floor:.2f}", **live, **extra,
                                  **{f"class_{label}": f"{share:.4f}" for label, share in enumerate(shares)}})
     print(f"FID of {count} samples against the test set: {fid:.3f} (floor {floor:.3f}: {quality['floor_images']} "
-          f"held-out real images; {fid / floor:.2f}x); class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
+          f"held-out real images; {fid / floor:.2f}x)" + (f", from the averaged G (the live G: {live['fid_live']}, "
+                                                         f"{live['fid_live_over_floor']}x)" if live else "")
+          + "; class shares: " + " ".join(f"{c}:{s:.3f}" for c, s in enumerate(shares)))
     if isinstance(model, CGAN):
         print(f"the classifier gives the requested class to {quality['accuracy']:.2%} of the samples; per class: "
               + " ".join(f"{c}:{a:.3f}" for c, a in enumerate(quality["class_accuracy"])))

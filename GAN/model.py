@@ -26,7 +26,13 @@ equation in its docstring: CGAN (a class label, shown to D too), ACGAN (a class 
 recognise) and InfoGAN (codes without labels that D's head Q must read back). Each works with each loss.
 
 All losses are means over the batch, in nats; each returns its total and its named parts.
+
+Samples come from an exponential moving average of G's weights when ema_decay > 0 (Yazici et al., "The
+Unusual Effectiveness of Averaging in GAN Training", arXiv:1806.04498): G's weights circle around an
+equilibrium rather than settle in it, and their average lies nearer to it than any one step's. D trains
+against the live G as before; the average only changes what is sampled.
 """
+import copy
 import math
 
 import torch
@@ -118,7 +124,7 @@ class GAN(nn.Module):
     detach_auxiliary_in_d_step = False
 
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
-                 clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0):
+                 clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0, ema_decay=0.0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
@@ -128,6 +134,11 @@ class GAN(nn.Module):
         self.discriminator = Discriminator(channels, size, width, batch_norm=loss != "wgan-gp", downsample=downsample,
                                            auxiliary_outputs=auxiliary_outputs, label_planes=label_planes)
         self.apply(init_dcgan_weights)
+        self.ema_decay = ema_decay
+        self.averaged_generator = None
+        if ema_decay:  # a copy of G whose weights follow G's moving average; never trained itself
+            self.averaged_generator = copy.deepcopy(self.generator).requires_grad_(False)
+            self.register_buffer("averaged_steps", torch.zeros(()))
 
     @property
     def device(self):
@@ -148,16 +159,33 @@ class GAN(nn.Module):
     def generator_input(self, z, codes):
         return z                                                                           # (B, latent)
 
-    def generate(self, z, codes):
-        """G(z, c) in [-1, 1]: (B, C, S, S)."""
-        return self.generator(self.generator_input(z, codes))
+    def generate(self, z, codes, averaged=False):
+        """G(z, c) in [-1, 1]: (B, C, S, S). averaged: from the moving average of G's weights, if kept."""
+        generator = self.averaged_generator if averaged and self.averaged_generator is not None else self.generator
+        return generator(self.generator_input(z, codes))
 
     @torch.no_grad()
-    def sample(self, count=None, z=None, labels=None, continuous=None):
+    def sample(self, count=None, z=None, labels=None, continuous=None, averaged=True):
         """Images in [0, 1] from z (or `count` fresh noise vectors) and the given codes; codes not given are
-        drawn from their priors, codes the model does not take are ignored."""
+        drawn from their priors, codes the model does not take are ignored. By default from the averaged
+        G when there is one; averaged=False: from the live G that D trains against."""
         z = self.noise(count) if z is None else z
-        return (self.generate(z, self.prior_codes(len(z), labels, continuous)) + 1) / 2
+        return (self.generate(z, self.prior_codes(len(z), labels, continuous), averaged) + 1) / 2
+
+    @torch.no_grad()
+    def update_averaged_generator(self):
+        """After each G step (nothing without ema_decay). With t updates so far and beta = min(ema_decay,
+        (1 + t) / (10 + t)), which keeps the first steps from averaging in the random start:"""
+        if self.averaged_generator is None:
+            return
+        self.averaged_steps += 1
+        beta = ((1 + self.averaged_steps) / (10 + self.averaged_steps)).clamp(max=self.ema_decay)
+        for averaged, live in zip(self.averaged_generator.state_dict().values(), self.generator.state_dict().values()):
+            if averaged.is_floating_point():  # weights, and BatchNorm's running statistics alike
+                # theta_avg <- beta theta_avg + (1 - beta) theta
+                averaged.lerp_(live, 1 - beta)
+            else:  # BatchNorm's count of batches
+                averaged.copy_(live)
 
     def discriminator_loss(self, real, fake, real_labels=None, codes=None):
         """L_D on a real and a generated batch (pass fake detached, and the codes it was made from). Parts:

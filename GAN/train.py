@@ -101,6 +101,9 @@ def make_parser():
     parser.add_argument("--n-critic", type=int, default=None, help="D steps per G step; None: the loss's default (below)")
     parser.add_argument("--clip", type=float, default=0.01, help="wgan: critic weights are clipped to [-clip, clip]")
     parser.add_argument("--gp-weight", type=float, default=10.0, help="wgan-gp: lambda, the gradient penalty's weight")
+    parser.add_argument("--ema", type=float, default=0.999,
+                        help="decay of the moving average of G's weights that samples, FID and pictures come from "
+                             "(Yazici et al.); 0: sample the live G")
     parser.add_argument("--fid-every", type=int, default=5, help="log the FID of 2,000 samples every this many epochs (0: never)")
     parser.add_argument("--fid-samples", type=int, default=10_000, help="samples for the FID at the end of the run (0: none)")
     return parser
@@ -112,7 +115,9 @@ def train(args):
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
         g_lr=POSITIVE, code_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, n_critic=POSITIVE,
-        clip=POSITIVE, gp_weight=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
+        clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
+    if args.ema >= 1:
+        raise InputError(f"--ema is a decay below 1 (0.999 averages over about 1,000 G steps), not {args.ema}")
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
     main_process = rank == 0  # the one that prints, draws, measures and writes
     memory_format = speed_flags_for(args, device)
@@ -134,7 +139,7 @@ def train(args):
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(model=args.model, image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim,
                         width=args.width, loss=args.loss, downsample=args.downsample, clip=args.clip,
-                        gp_weight=args.gp_weight)
+                        gp_weight=args.gp_weight, ema_decay=args.ema)
     model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),
                      "acgan": dict(num_classes=num_classes, class_weight=args.code_weight),
                      "infogan": dict(num_classes=num_classes, information_weight=args.code_weight,
@@ -210,6 +215,7 @@ def train(args):
                 g_optimizer.zero_grad(set_to_none=True)
                 g_loss.backward()
                 g_optimizer.step()
+                model.update_averaged_generator()
                 g_loss_sum += g_loss.detach()
                 g_steps += 1
 

@@ -291,7 +291,41 @@ def test_smoke_run_of_each_loss(loss, tmp_path, fake_root, capsys, monkeypatch):
     header = (out / "log.csv").read_text().splitlines()[0].split(",")
     # log.csv has a column for each part the loss returns, and no empty ones for parts it does not have
     parts = {"gan": [], "wgan": ["wasserstein"], "wgan-gp": ["wasserstein", "gradient_penalty"]}[loss]
-    assert header == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", *parts, "fid_2k", "seconds", "images_per_second"]
+    assert header == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", *parts, "fid_2k", "fid_2k_live", "seconds",
+                      "images_per_second"]
+
+
+def test_the_averaged_generator_is_the_moving_average_of_the_live_one():
+    model = gan_model.make_gan("dcgan", image_shape=(1, 32, 32), width=8, ema_decay=0.5)
+    with torch.no_grad():
+        for parameter in model.generator.parameters():
+            parameter.add_(1.0)
+        model.generator.net[2].running_mean.fill_(3.0)  # a BatchNorm statistic is averaged like a weight
+    before = {name: value.clone() for name, value in model.averaged_generator.state_dict().items()}
+    live = model.generator.state_dict()
+    for updates in (1, 2):
+        model.update_averaged_generator()
+        beta = min(0.5, (1 + updates) / (10 + updates))  # the first steps are not averaged with the start
+        for name, value in model.averaged_generator.state_dict().items():
+            if value.is_floating_point():
+                before[name] = beta * before[name] + (1 - beta) * live[name]
+                assert torch.allclose(value, before[name]), name
+    x = model.noise(4)
+    assert not torch.equal(model.sample(z=x), model.sample(z=x, averaged=False))
+    assert gan_model.make_gan("dcgan", width=8).averaged_generator is None  # ema_decay 0: no copy at all
+
+
+def test_ema_changes_what_is_sampled_not_how_the_networks_train(tmp_path, monkeypatch):
+    common = ["--dataset", "fake", "--data-root", str(tmp_path), "--batch-size", "32", "--width", "8", "--epochs", "1",
+              "--device", "cpu", "--fid-every", "0", "--fid-samples", "0"]
+    run_main(gan_train, monkeypatch, *common, "--out", str(tmp_path / "averaged"))
+    run_main(gan_train, monkeypatch, *common, "--ema", "0", "--out", str(tmp_path / "live"))
+    averaged, live = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"] for name in ("averaged", "live"))
+    assert any(name.startswith("averaged_generator.") for name in averaged)
+    assert not any(name.startswith("averaged_generator.") for name in live)
+    assert all(torch.equal(averaged[name], live[name]) for name in live)  # the same training, step for step
+    weight = "generator.net.1.weight"
+    assert not torch.equal(averaged["averaged_" + weight], averaged[weight])
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path, monkeypatch):
