@@ -175,7 +175,8 @@ def train(args):
     curves = {"test MSE per pixel": [float(r["test_mse_per_pixel"]) for r in log_rows]}
     if pca_mse is not None:
         curves["PCA"] = [float(r["pca_mse_per_pixel"]) for r in log_rows]
-    save_curves(out / "loss_curves.png", curves, title=f"test MSE per pixel, {code_size} codes")
+    save_curves(out / "loss_curves.png", curves, title=f"test reconstruction error, {code_size} codes",
+                y_label="MSE per pixel")
     model.eval()
     save_image(model.sample(64), out / "samples.png", nrow=8)
     draw_code_figures(model, test_images, test_labels, out, args.embedding)
@@ -214,7 +215,7 @@ def draw_code_figures(model, test_images, test_labels, out, embedding, points=20
         return
     flat = codes.flatten(1).cpu()
     if flat.shape[1] == 2:
-        save_scatter(out / "codes_2d.png", flat, labels.cpu(), title="test-set codes")
+        save_scatter(out / "codes_2d.png", flat, labels.cpu(), title="test-set codes", x_label="code 1", y_label="code 2")
         # The manifold: decode a 20x20 grid over the range the codes occupy (1st to 99th percentile).
         low, high = torch.quantile(flat, 0.01, dim=0), torch.quantile(flat, 0.99, dim=0)
         first, second = [torch.linspace(low[d].item(), high[d].item(), 20) for d in range(2)]
@@ -222,7 +223,8 @@ def draw_code_figures(model, test_images, test_labels, out, embedding, points=20
         save_image(model.sample(codes=grid.to(codes.device)), out / "manifold.png", nrow=20)
     else:
         flattened = tsne(flat) if embedding == "tsne" else pca(flat)
-        save_scatter(out / f"codes_{embedding}.png", flattened, labels.cpu(), title=f"{embedding} of test-set codes")
+        save_scatter(out / f"codes_{embedding}.png", flattened, labels.cpu(), title=f"{embedding} of test-set codes",
+                     x_label=f"{embedding} 1", y_label=f"{embedding} 2")
 
 
 if __name__ == "__main__":

@@ -267,10 +267,16 @@ def train(args):
         draw_code_sweeps(model, args.seed, out)
     save_training_gif(out, "samples", last_frame=out / "samples.png")
     save_curves(out / "loss_curves.png", {"D loss": [float(r["d_loss"]) for r in log_rows],
-                                          "G loss": [float(r["g_loss"]) for r in log_rows]}, title="losses per epoch")
-    fids = [float(r["fid_2k"]) for r in log_rows if r.get("fid_2k")]
-    if fids:
-        save_curves(out / "fid_curve.png", {"FID, 2,000 samples": fids}, title=f"FID every {args.fid_every} epochs")
+                                          "G loss": [float(r["g_loss"]) for r in log_rows]},
+                title="mean losses per epoch", y_label="nats" if args.loss == "gan" else "critic units")
+    measured = [r for r in log_rows if r.get("fid_2k")]
+    if measured:  # over the epochs it was measured in
+        epochs = [int(r["epoch"]) for r in measured]
+        averaged = (epochs, [float(r["fid_2k"]) for r in measured])
+        curves = {"FID, 2,000 samples": averaged}
+        if measured[0].get("fid_2k_live"):  # the averaged G's and the live G's, side by side
+            curves = {"averaged G": averaged, "live G": (epochs, [float(r["fid_2k_live"]) for r in measured])}
+        save_curves(out / "fid_curve.png", curves, title="FID of 2,000 samples against the test set", y_label="FID")
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     if troubled_epochs:
         print(f"warning: training diverged or collapsed in epoch(s) {', '.join(map(str, troubled_epochs))} (see above): "

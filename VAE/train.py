@@ -169,7 +169,7 @@ def train(args):
     save_training_gif(out, "samples", last_frame=out / "samples.png")
     save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in log_rows],
                                           "test -ELBO": [float(r["test_neg_elbo"]) for r in log_rows]},
-                title="nats per image")
+                title="train loss and test -ELBO", y_label="nats per image")
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     return model
@@ -219,14 +219,16 @@ def draw_latent_figures(model, test_images, test_labels, out, embedding, points=
     if test_labels is None:
         return
     if model.latent_dim == 2:
-        save_scatter(out / "latent_2d.png", mu.cpu(), labels.cpu(), title="test-set means of q(z|x)")
+        save_scatter(out / "latent_2d.png", mu.cpu(), labels.cpu(), title="test-set means of q(z|x)", x_label="z1",
+                     y_label="z2")
         # The 2-D manifold: decode a 20x20 grid of Gaussian quantiles, so the grid covers the prior evenly.
         quantiles = torch.distributions.Normal(0, 1).icdf(torch.linspace(0.03, 0.97, 20))
         grid = torch.stack(torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij"), -1).flip(-1).view(-1, 2)
         save_image(model.sample(z=grid.to(mu.device)), out / "manifold.png", nrow=20)
     else:
         flat = tsne(mu.cpu()) if embedding == "tsne" else pca(mu.cpu())
-        save_scatter(out / f"latent_{embedding}.png", flat, labels.cpu(), title=f"{embedding} of test-set means of q(z|x)")
+        save_scatter(out / f"latent_{embedding}.png", flat, labels.cpu(), title=f"{embedding} of test-set means of q(z|x)",
+                     x_label=f"{embedding} 1", y_label=f"{embedding} 2")
 
 
 if __name__ == "__main__":

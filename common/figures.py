@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
 from common import InputError
@@ -46,46 +46,80 @@ def save_training_gif(out, prefix, last_frame=None):
             Path(last_frame).write_bytes(frames[-1].read_bytes())
 
 
-def _to_pixels(points, width, height, margin):
-    low, high = points.min(0).values, points.max(0).values
-    scale = (torch.tensor([width, height]) - 2 * margin) / (high - low).clamp_min(1e-12)
-    pixels = (points - low) * scale + margin
-    pixels[:, 1] = height - pixels[:, 1]  # y grows upwards on a plot, downwards in an image
-    return pixels.tolist()
+def font(size=14):
+    """Pillow's scalable default font (Pillow >= 10.1); the old bitmap one runs words together."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
 
 
-def save_curves(path, curves, title="", width=640, height=400, margin=40):
-    """Line plot of named series over epochs: curves = {"train loss": [...], "test loss": [...]}."""
+def nice_ticks(low, high, count=5):
+    """About `count` round values (steps of 1, 2 or 5 times a power of ten) covering [low, high]."""
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    rough = (high - low) / count
+    step = min((m * 10 ** math.floor(math.log10(rough)) for m in (1, 2, 5, 10)), key=lambda s: abs(s - rough))
+    first = math.floor(low / step) * step
+    return [first + i * step for i in range(int(math.ceil((high - first) / step - 1e-9)) + 1)]
+
+
+def draw_axes(draw, box, x_ticks, y_ticks, x_label, y_label, title):
+    """A frame with tick marks, tick labels, axis titles and a title; returns value -> pixel for x and y."""
+    left, top, right, bottom = box
+    (x0, x1), (y0, y1) = (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1])
+    to_x = lambda x: left + (x - x0) / (x1 - x0) * (right - left)   # noqa: E731 (two small maps)
+    to_y = lambda y: bottom - (y - y0) / (y1 - y0) * (bottom - top)  # noqa: E731 y grows upwards on a plot
+    draw.rectangle(box, outline="black")
+    small = font(12)
+    for x in x_ticks:
+        draw.line([(to_x(x), bottom), (to_x(x), bottom + 4)], fill="black")
+        draw.text((to_x(x), bottom + 6), f"{x:g}", fill="black", font=small, anchor="mt")
+    for y in y_ticks:
+        draw.line([(left - 4, to_y(y)), (left, to_y(y))], fill="black")
+        draw.text((left - 6, to_y(y)), f"{y:.4g}", fill="black", font=small, anchor="rm")
+    draw.text(((left + right) / 2, bottom + 24), x_label, fill="black", font=font(), anchor="mt")
+    draw.text((left, top - 8), f"{title}" + (f"  ({y_label})" if y_label else ""), fill="black", font=font(), anchor="lb")
+    return to_x, to_y
+
+
+def save_curves(path, curves, title="", x_label="epoch", y_label="", width=720, height=440):
+    """Line plot of named series: curves = {"train loss": [...], ...} over epochs 1, 2, ..., or
+    {"FID": ([5, 10, ...], [...])} over the given x values. A legend names each series."""
+    series = {name: values if isinstance(values, tuple) else (list(range(1, len(values) + 1)), values)
+              for name, values in curves.items()}
+    xs = [x for x_values, _ in series.values() for x in x_values]
+    ys = [y for _, y_values in series.values() for y in y_values]
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    values = torch.tensor([v for series in curves.values() for v in series], dtype=torch.float64)
-    longest = max(len(series) for series in curves.values())
-    low, high = values.min().item(), values.max().item()
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    draw.text((margin, 10), title, fill="black")
-    draw.text((4, margin - 12), f"{high:.4g}", fill="black")
-    draw.text((4, height - margin + 2), f"{low:.4g}", fill="black")
-    draw.text((width - margin - 60, height - margin + 4), f"epoch {longest}", fill="black")
-    for i, (name, series) in enumerate(curves.items()):
+    to_x, to_y = draw_axes(draw, (80, 40, width - 20, height - 60), nice_ticks(min(xs), max(xs)),
+                           nice_ticks(min(ys), max(ys)), x_label, y_label, title)
+    for i, (name, (x_values, y_values)) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        points = torch.tensor([[0.0, low], [max(longest - 1, 1), high]] +
-                              [[float(x), float(y)] for x, y in enumerate(series)], dtype=torch.float64)
-        pixels = _to_pixels(points, width, height, margin)[2:]  # the first two fix the axes' range
+        pixels = [(to_x(x), to_y(y)) for x, y in zip(x_values, y_values)]
         if len(pixels) > 1:
-            draw.line([tuple(p) for p in pixels], fill=colour, width=2)
-        draw.text((width - margin - 150, margin + 6 + 14 * i), name, fill=colour)
+            draw.line(pixels, fill=colour, width=2)
+        for x, y in pixels:
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+        draw.line([(width - 190, 56 + 18 * i), (width - 170, 56 + 18 * i)], fill=colour, width=3)  # the legend
+        draw.text((width - 164, 56 + 18 * i), name, fill="black", font=font(13), anchor="lm")
     image.save(path)
 
 
-def save_scatter(path, points, labels, title="", size=600, margin=20):
-    """Scatter of 2-D points coloured by integer label, with a colour key."""
-    image = Image.new("RGB", (size, size), "white")
+def save_scatter(path, points, labels, title="", x_label="dimension 1", y_label="dimension 2", size=640):
+    """Scatter of 2-D points coloured by integer label, with axes and a legend of the labels."""
+    points = points.double().cpu()
+    image = Image.new("RGB", (size + 60, size), "white")
     draw = ImageDraw.Draw(image)
-    for (x, y), label in zip(_to_pixels(points.double().cpu(), size, size, margin), labels.tolist()):
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=PALETTE[label % len(PALETTE)])
-    draw.text((margin, 4), title, fill="black")
-    for label in sorted(set(labels.tolist())):
-        draw.text((size - margin - 10, margin + 14 * (label % 40)), str(label), fill=PALETTE[label % len(PALETTE)])
+    to_x, to_y = draw_axes(draw, (70, 40, size - 10, size - 60), nice_ticks(*points[:, 0].aminmax()),
+                           nice_ticks(*points[:, 1].aminmax()), x_label, "", title)
+    draw.text((14, (size - 20) / 2), y_label, fill="black", font=font(), anchor="mm")  # beside the y ticks
+    for (x, y), label in zip(points.tolist(), labels.tolist()):
+        draw.ellipse([to_x(x) - 2, to_y(y) - 2, to_x(x) + 2, to_y(y) + 2], fill=PALETTE[label % len(PALETTE)])
+    for row, label in enumerate(sorted(set(labels.tolist()))[:30]):
+        colour = PALETTE[label % len(PALETTE)]
+        draw.ellipse([size + 4, 52 + 18 * row - 4, size + 12, 52 + 18 * row + 4], fill=colour)
+        draw.text((size + 18, 52 + 18 * row), str(label), fill="black", font=font(13), anchor="lm")
     image.save(path)
 
 

@@ -1,9 +1,12 @@
+import math
+
 import pytest
 import torch
 from PIL import Image
 
 from common import InputError
-from common.figures import (check_samples_path, pca, save_curves, save_gif, save_scatter, tsne, write_samples)
+from common.figures import (check_samples_path, nice_ticks, pca, save_curves, save_gif, save_scatter, tsne,
+                            write_samples)
 
 
 def test_tsne_separates_two_well_separated_gaussian_blobs():
@@ -52,3 +55,13 @@ def test_samples_go_to_a_grid_or_a_tensor(tmp_path):
     assert torch.equal(torch.load(tmp_path / "samples.pt", weights_only=True), images)
     with pytest.raises(InputError, match="must end in .png"):
         check_samples_path(tmp_path / "samples.jpg")
+
+
+@pytest.mark.parametrize("low, high", [(1, 10), (98.5, 140.2), (0.00577, 0.0269), (3.0, 3.0), (-7.3, 12.9)])
+def test_axis_ticks_are_round_values_that_cover_the_data(low, high):
+    ticks = nice_ticks(low, high)
+    assert ticks[0] <= low and ticks[-1] >= high and 4 <= len(ticks) <= 12
+    step = ticks[1] - ticks[0]
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert any(math.isclose(mantissa, m) for m in (1, 2, 5))
+    assert all(math.isclose(b - a, step) for a, b in zip(ticks, ticks[1:]))

@@ -296,6 +296,14 @@ def test_smoke_run_of_each_loss(loss, tmp_path, fake_root, capsys, monkeypatch):
     assert header == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", *parts, "fid_2k", *live, "seconds", "images_per_second"]
 
 
+def test_the_fid_curve_counts_epochs(tmp_path, fake_root, capsys, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(gan_train, "save_curves", lambda path, curves, **labels: drawn.update({path.name: curves}))
+    smoke_run(fake_root, tmp_path / "run", capsys, monkeypatch, "--fid-every", "2", "--fid-samples", "0")
+    assert list(drawn["fid_curve.png"]) == ["averaged G", "live G"]
+    assert drawn["fid_curve.png"]["averaged G"][0] == [2]  # measured after epoch 2 only: x is 2, not the 1st point
+
+
 def test_the_averaged_generator_is_the_moving_average_of_the_live_one():
     model = gan_model.make_gan("dcgan", image_shape=(1, 32, 32), width=8, ema_decay=0.5)
     with torch.no_grad():
