@@ -477,14 +477,14 @@ def test_infogan_category_enters_the_generator_scaled_and_the_class_label_does_n
         assert torch.equal(category, scale * torch.nn.functional.one_hot(codes["labels"], 10).float())
 
 
-def test_measuring_quality_does_not_change_an_infogan_run(tmp_path, monkeypatch):
+def test_measuring_quality_does_not_change_an_infogan_run(tmp_path, fake_root, monkeypatch):
     # The per-epoch FID draws InfoGAN's codes for its samples; from the global random stream, those draws
     # would shift the noise of every later training step, so --fid-every would change the trained model.
     # Here the first run measures after epochs 1 and 2, the second after epoch 2 only.
     weights = []
     for fid_every in ["1", "2"]:
         out = tmp_path / f"every-{fid_every}"
-        run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path),
+        run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(fake_root),
                  "--epochs", "2", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", fid_every,
                  "--fid-samples", "0", "--ema", "0")
         weights.append(torch.load(out / "checkpoint.pt", weights_only=True)["model"])
@@ -530,7 +530,7 @@ def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsy
         assert (out / name).is_file(), name
 
 
-def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, monkeypatch, capsys):
+def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, fake_root, monkeypatch, capsys):
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--model", "cgan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
              "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
@@ -542,7 +542,7 @@ def test_sample_script_writes_requested_labels_beside_the_tensor(tmp_path, monke
     # GAN/fid.py finds the labels beside the samples and reports the requested-class accuracy.
     from GAN import fid as fid_script
     capsys.readouterr()
-    run_main(fid_script, monkeypatch, str(tmp_path / "s.pt"), "--dataset", "fake", "--data-root", str(tmp_path))
+    run_main(fid_script, monkeypatch, str(tmp_path / "s.pt"), "--dataset", "fake", "--data-root", str(fake_root))
     assert "requested class recognised in" in capsys.readouterr().out
 
 
@@ -556,10 +556,11 @@ def test_sample_script_keeps_infogan_codes_apart_from_class_labels(tmp_path, mon
     assert not (tmp_path / "s.labels.pt").exists()  # c1 = 2 is not a request for the digit 2
 
 
-def test_infogan_clustering_is_watched_on_the_validation_split_and_reported_on_the_test_set(tmp_path, monkeypatch, capsys):
+def test_infogan_clustering_is_watched_on_the_validation_split_and_reported_on_the_test_set(tmp_path, fake_root, monkeypatch,
+                                                                                            capsys):
     # Anything chosen from the per-epoch figure (a seed, a checkpoint) must not have looked at the test set.
     out = tmp_path / "run"
-    run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
+    run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(fake_root), "--epochs", "1",
              "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "1", "--fid-samples", "200",
              "--ema", "0")
     from common.data import load_dataset
