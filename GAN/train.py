@@ -233,7 +233,7 @@ def train(args):
         seconds = time.time() - started
         totals = mean_over_processes({**sums, "g_loss": g_loss_sum}, world_size)
         if not main_process:  # rank 0 alone measures, draws and writes; the rest wait for its random state
-            share_random_state(world_size)
+            share_random_state(world_size, device)
             continue
         means = {name: float(value) / len(batches) for name, value in totals.items() if name != "g_loss"}
         row = {"epoch": epoch, "d_loss": means.pop("d_loss"), "g_loss": float(totals["g_loss"]) / max(g_steps, 1), **means}
@@ -256,7 +256,7 @@ def train(args):
         log_rows.append({name: f"{value:.5g}" if isinstance(value, float) else value for name, value in row.items()}
                         | {"seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("GAN", model, model_config, optimizers, epoch, args, batches), log_rows)
-        share_random_state(world_size)
+        share_random_state(world_size, device)
 
     # ---- end of run (rank 0): the full FID and class histogram, figures ----
     if not main_process:

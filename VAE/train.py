@@ -135,7 +135,7 @@ def train(args):
         seconds = time.time() - started
         train_parts = {name: float(value) / len(batches) for name, value in mean_over_processes(sums, world_size).items()}
         if not main_process:  # rank 0 alone evaluates, draws and writes; the rest wait for its random state
-            share_random_state(world_size)
+            share_random_state(world_size, device)
             continue
 
         # ---- evaluate: -ELBO = -log p(x|z) + KL, nats per test image ----
@@ -161,7 +161,7 @@ def train(args):
                          "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("VAE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
                    log_rows)
-        share_random_state(world_size)
+        share_random_state(world_size, device)
 
     # ---- end of run: figures (rank 0) ----
     if not main_process:

@@ -195,14 +195,14 @@ def mean_over_processes(sums, world_size):
     return dict(zip(sums, (values / world_size).cpu()))
 
 
-def share_random_state(world_size):
+def share_random_state(world_size, device):
     """Every process continues from rank 0's random state. All draw the whole batch's noise from one stream
     and keep their own part; rank 0 alone drew more for its pictures and FID, so the others take its state
     (what a single process would hold here). Also a barrier: no process runs ahead of rank 0's writes."""
     if world_size > 1:
-        states = [rng_states()]
+        states = [rng_states(device)]
         dist.broadcast_object_list(states, src=0)
-        set_rng_states(states[0])
+        set_rng_states(states[0], device)
 
 
 def describe_batch(batch_size, world_size):
@@ -227,18 +227,19 @@ def seed_everything(seed):
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def rng_states():
-    """The global random states a training step draws from (noise, dropout, binarization)."""
+def rng_states(device):
+    """The global random states a training step draws from (noise, dropout, binarization): the CPU's, and
+    the training GPU's (each torchrun process has its own GPU, and continues rank 0's stream on it)."""
     states = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def set_rng_states(states):
+def set_rng_states(states, device):
     torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
 
 
 def save_checkpoint(path, checkpoint):
@@ -266,7 +267,7 @@ def checkpoint_state(family, model, model_config, optimizers, epoch, args, batch
     e.g. {"optimizer": adam} or {"d_optimizer": ..., "g_optimizer": ...}), epoch, flags, random states."""
     return {"family": family, "model": model.state_dict(), "model_config": model_config, **extra,
             **{key: optimizer.state_dict() for key, optimizer in optimizers.items()}, "epoch": epoch,
-            "args": vars(args), "rng": rng_states(), "batch_generator": batches.generator.get_state()}
+            "args": vars(args), "rng": rng_states(batches.images.device), "batch_generator": batches.generator.get_state()}
 
 
 def restore_run(checkpoint, path, model, optimizers, batches):
@@ -277,7 +278,7 @@ def restore_run(checkpoint, path, model, optimizers, batches):
     for key, optimizer in optimizers.items():
         optimizer.load_state_dict(checkpoint[key])
     batches.generator.set_state(checkpoint["batch_generator"])
-    set_rng_states(checkpoint["rng"])
+    set_rng_states(checkpoint["rng"], batches.images.device)
     log = Path(path).parent / "log.csv"
     rows = checkpoint.get("log")
     if rows is None:
