@@ -38,8 +38,8 @@ from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
                           data_parallel, describe_batch, interrupted, is_main_process, join_process_group,
-                          leave_process_group, mean_over_processes, print_progress, restore_run, save_epoch,
-                          seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
+                          leave_process_group, main_process_first, mean_over_processes, print_progress, restore_run,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from AE.model import PCA, make_autoencoder
 
 HERE = Path(__file__).resolve().parent
@@ -80,8 +80,9 @@ def train(args):
     memory_format = speed_flags_for(args, device)
     seed_everything(args.seed)  # the same seed in every process: the same weights
 
-    train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
-    test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+    with main_process_first(world_size):  # one download, one cache
+        train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+        test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     model_config = dict(arch=args.arch, image_shape=list(train_images.shape[1:]), code_dim=args.latent_dim,
                         code_activation=args.code_activation, code_l2=args.code_l2, recon_loss=args.loss)
     model = make_autoencoder(**model_config).to(device, memory_format=memory_format)

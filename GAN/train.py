@@ -44,8 +44,9 @@ from common.data import Batches, load_dataset
 from common.figures import save_curves, save_training_gif
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
                           create_run_folder, data_parallel, describe_batch, interrupted, is_main_process,
-                          join_process_group, leave_process_group, mean_over_processes, print_progress, restore_run,
-                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
+                          join_process_group, leave_process_group, main_process_first, mean_over_processes,
+                          print_progress, restore_run, save_epoch, seed_everything, share_random_state, speed_flags_for,
+                          start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, split_training_set, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 
@@ -132,7 +133,8 @@ def train(args):
     if args.latent_dim is None:
         args.latent_dim = 62 if args.model == "infogan" else 100
 
-    train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+    with main_process_first(world_size):  # one download, one cache
+        train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
     uses_labels = args.model in ("cgan", "acgan")  # infogan never sees them
     if uses_labels and train_labels is None:
         raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")

@@ -31,8 +31,8 @@ from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
                           data_parallel, describe_batch, interrupted, is_main_process, join_process_group,
-                          leave_process_group, mean_over_processes, print_progress, restore_run, save_epoch,
-                          seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
+                          leave_process_group, main_process_first, mean_over_processes, print_progress, restore_run,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
@@ -78,8 +78,9 @@ def train(args):
 
     if args.image_size is None and args.arch == "mlp" and args.dataset in ("mnist", "fashion-mnist"):
         args.image_size = 28  # the 784-400-latent MLP of the paper: the 32x32 padding is for the conv models
-    train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
-    test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+    with main_process_first(world_size):  # one download, one cache
+        train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+        test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     if args.binarize:
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,

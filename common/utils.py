@@ -1,6 +1,7 @@
 """Run helpers every train.py needs: the shared flags, one-line errors, device choice, seeding, checkpoints,
 the progress line and the CSV log."""
 import argparse
+import contextlib
 import csv
 import inspect
 import math
@@ -143,6 +144,16 @@ def join_process_group(device):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device, dist.get_rank(), world_size
+
+
+@contextlib.contextmanager
+def main_process_first(world_size):
+    """Rank 0 runs the body first (a download, a decoded-image cache), the others after it, and find it done."""
+    if world_size > 1 and not is_main_process():
+        dist.barrier()
+    yield
+    if world_size > 1 and is_main_process():
+        dist.barrier()
 
 
 def leave_process_group():

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, write_images
 from common.data import Batches
 from common.utils import read_csv
 from AE import train as ae_train
@@ -20,9 +20,12 @@ QUICK = ["--embedding", "pca"]  # t-SNE would take most of the time
 GAN_FAST = [*FAKE, "--width", "8", "--fid-every", "0", "--fid-samples", "0"]
 
 
-def torchrun(*command, cwd=ROOT):
+def torchrun(*command, cwd=ROOT, cache=None):
+    """2 CPU processes; cache: the user's cache folder for them (the module's runs start before the
+    per-test one is set)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"XDG_CACHE_HOME": str(cache)} if cache else {})}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *command],
-                            capture_output=True, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+                            capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -31,17 +34,21 @@ def torchrun(*command, cwd=ROOT):
 def runs(tmp_path_factory):
     """One torchrun launch (its start-up dominates) that trains all the runs below in one process group."""
     folder = tmp_path_factory.mktemp("distributed")
+    for digit in range(2):  # a folder of PNGs: rank 0 decodes and caches it first, then rank 1 reads the cache
+        write_images(folder / "pngs" / str(digit), 40, size=(32, 32), mode="L", seed=digit)
     plan = {
         "vae": ("VAE", [*FAKE, *QUICK, "--epochs", "2"]),
         "vae-half": ("VAE", [*FAKE, *QUICK, "--epochs", "1"]),
         "vae-resumed": ("VAE", ["--resume", str(folder / "vae-half" / "checkpoint.pt"), "--epochs", "2"]),
         "ae": ("AE", [*FAKE, *QUICK, "--epochs", "1", "--latent-dim", "4"]),
+        "ae-pngs": ("AE", ["--dataset", "folder", "--data-root", str(folder / "pngs"), "--image-size", "32",
+                           "--batch-size", "32", *QUICK, "--epochs", "1", "--latent-dim", "4"]),
         "dcgan": ("GAN", [*GAN_FAST, "--epochs", "1"]),
         "wgan-gp": ("GAN", [*GAN_FAST, "--epochs", "1", "--loss", "wgan-gp", "--n-critic", "2"]),
         "infogan": ("GAN", [*GAN_FAST, "--epochs", "1", "--model", "infogan"]),
     }
     runs = [(family, flags + ["--out", str(folder / name)]) for name, (family, flags) in plan.items()]
-    output = torchrun(str(ROOT / "tests" / "distributed_runs.py"), json.dumps(runs))
+    output = torchrun(str(ROOT / "tests" / "distributed_runs.py"), json.dumps(runs), cache=folder / "cache")
     return folder, output, plan
 
 
@@ -49,10 +56,11 @@ def test_only_rank_0_prints_and_writes(runs):
     folder, output, plan = runs
     assert output.count("done: figures") == len(plan)
     assert "batch 64 = 2 processes x 32" in output
+    assert output.count("decoding") == 2  # the PNGs' two splits, each decoded by rank 0 alone
     assert not any(path.name.startswith("rank") for path in folder.rglob("*"))
 
 
-@pytest.mark.parametrize("name", ["vae", "ae", "dcgan", "wgan-gp", "infogan"])
+@pytest.mark.parametrize("name", ["vae", "ae", "ae-pngs", "dcgan", "wgan-gp", "infogan"])
 def test_every_process_ends_with_the_same_parameters(runs, name):
     folder = runs[0]
     rank_0, rank_1 = (torch.load(folder / f"{name}.rank{rank}.pt", weights_only=True) for rank in (0, 1))
