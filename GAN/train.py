@@ -43,10 +43,9 @@ from common import InputError
 from common.data import Batches, load_dataset
 from common.figures import save_curves, save_training_gif
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
-                          create_run_folder, data_parallel, describe_batch, interrupted, is_main_process,
-                          join_process_group, leave_process_group, main_process_first, mean_over_processes,
-                          print_progress, restore_run, save_epoch, seed_everything, share_random_state, speed_flags_for,
-                          start_run, stopped_by)
+                          create_run_folder, data_parallel, describe_batch, join_process_group, main_process_first,
+                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
+                          share_random_state, speed_flags_for, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, split_training_set, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 
@@ -62,15 +61,7 @@ PAPER_SETTINGS = {
 
 
 def main():
-    args = make_parser().parse_args()
-    try:
-        train(args)
-    except InputError as error:
-        sys.exit(f"error: {error}" if is_main_process() else 1)
-    except KeyboardInterrupt:
-        sys.exit(interrupted(args) if is_main_process() else 1)
-    finally:
-        leave_process_group()
+    run_training(train, make_parser().parse_args())
 
 
 def make_parser():

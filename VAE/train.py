@@ -26,28 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 from torchvision.utils import save_image
 
-from common import InputError
 from common.data import Batches, load_dataset, original_area
 from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
-                          data_parallel, describe_batch, interrupted, is_main_process, join_process_group,
-                          leave_process_group, main_process_first, mean_over_processes, print_progress, restore_run,
-                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
+                          data_parallel, describe_batch, join_process_group, main_process_first, mean_over_processes,
+                          print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
+                          speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
 
 
 def main():
-    args = make_parser().parse_args()
-    try:
-        train(args)
-    except InputError as error:
-        sys.exit(f"error: {error}" if is_main_process() else 1)
-    except KeyboardInterrupt:
-        sys.exit(interrupted(args) if is_main_process() else 1)
-    finally:
-        leave_process_group()
+    run_training(train, make_parser().parse_args())
 
 
 def make_parser():

@@ -307,6 +307,19 @@ def stopped_by(losses, epoch, out, step=None, hint="Try a lower --lr"):
     return InputError(f"the losses became {losses} in {where}; stopped: {kept}. {hint}")
 
 
+def run_training(train, args):
+    """What every train.py's main() does: train(args), ending bad input and Ctrl-C in one line (printed by
+    rank 0 alone under torchrun; the other processes exit quietly), and leaving the process group."""
+    try:
+        train(args)
+    except InputError as error:
+        sys.exit(f"error: {error}" if is_main_process() else 1)
+    except KeyboardInterrupt:
+        sys.exit(interrupted(args) if is_main_process() else 1)
+    finally:
+        leave_process_group()
+
+
 def interrupted(args):
     """The line a run stopped by Ctrl-C ends with: which checkpoint, if any, it can be resumed from."""
     path = Path(args.resume) if args.resume else Path(args.out) / "checkpoint.pt" if args.out else None
