@@ -27,7 +27,7 @@ import torch
 from torchvision.utils import save_image
 
 from common.data import Batches, load_dataset, original_area
-from common.figures import pca, save_curves, save_scatter, save_training_gif, tsne
+from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
                           data_parallel, describe_batch, join_process_group, main_process_first, mean_over_processes,
                           print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
@@ -192,8 +192,8 @@ def draw_latent_figures(model, test_images, test_labels, out, embedding, points=
     mu, logvar = model.encode(x)
     labels = test_labels[:len(x)] if test_labels is not None else torch.zeros(len(x), dtype=torch.int64)
 
-    # Interpolation: 8 pairs of test images (of different classes when labelled), 10 steps between their means.
-    pairs = [(i, next((j for j in range(i + 8, len(x)) if labels[j] != labels[i]), (i + 1) % len(x))) for i in range(min(8, len(x)))]
+    # Interpolation: 8 pairs of test images (labelled: class r to class r + 5), 10 steps between their means.
+    pairs = interpolation_pairs(labels)
     steps = torch.linspace(0, 1, 10, device=mu.device).view(1, 10, 1)
     path = mu[[a for a, _ in pairs]].unsqueeze(1) * (1 - steps) + mu[[b for _, b in pairs]].unsqueeze(1) * steps
     save_image(model.sample(z=path.flatten(0, 1)), out / "interpolation.png", nrow=10)

@@ -46,6 +46,19 @@ def save_training_gif(out, prefix, last_frame=None):
             Path(last_frame).write_bytes(frames[-1].read_bytes())
 
 
+def interpolation_pairs(labels, rows=8):
+    """(start, end) image indices, one pair per row of an interpolation figure. Labelled: row r goes from the
+    first image of class r to the first of class r + 5 (on MNIST row 4 runs from a 4 to a 9, the digits models
+    most often confuse); else (or with a class missing) from image r to image r + rows."""
+    classes = int(labels.max()) + 1
+    first = {}
+    for index, label in enumerate(labels.tolist()):
+        first.setdefault(label, index)
+    if classes >= 2 and len(first) == classes:
+        return [(first[r % classes], first[(r + 5) % classes]) for r in range(rows)]
+    return [(r % len(labels), (r + rows) % len(labels)) for r in range(rows)]
+
+
 def font(size=14):
     """Pillow's scalable default font (Pillow >= 10.1); the old bitmap one runs words together."""
     try:

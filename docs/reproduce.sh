@@ -2,14 +2,15 @@
 # Reruns every row of the README's results tables (and the runs behind its gallery), one after another,
 # from a clean clone, with the README's exact commands; then prints each run's figures.
 #
-#   docs/reproduce.sh --data-root ../shared/data            # every row: days on a 2-core CPU, hours on a GPU
+#   docs/reproduce.sh --data-root ../shared/data            # every row: many hours on a 2-core CPU
 #   docs/reproduce.sh --quick --data-root ../shared/data    # the same commands for 1 epoch each: minutes
 #   docs/reproduce.sh --dry-run                              # only print the commands
 #
 # Each run goes to <family>/results/reproduce/<row> (--quick: reproduce-quick/), its screen output to
 # <row>.txt beside it. A folder left by an earlier call is refused, not overwritten: remove it first.
-# --quick appends --epochs 1 (GAN: also --fid-every 1 --fid-samples 2000) and shortens the NLL estimate,
-# the sample FIDs and the benchmark, so its figures only show that every command runs, not the results.
+# --quick appends --epochs 1 (GAN: also --fid-every 1 --fid-samples 2000; VAE, AE: --embedding pca, no t-SNE)
+# and shortens the NLL estimate, the sample FIDs and the benchmark: its figures show that every command
+# runs, not the results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1; shift ;;
         --dry-run) DRY_RUN=1; shift ;;
         --data-root) DATA=${2:?--data-root needs a folder}; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
         *) echo "docs/reproduce.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +47,10 @@ step() {  # step LOG COMMAND...: print COMMAND, run it with its output in LOG, a
 train() {  # train FAMILY ROW FLAGS...: FAMILY/train.py with the README's flags, into FAMILY/results/NAME/ROW
     local family=$1 row=$2; shift 2
     local quick=()
-    [ $QUICK = 1 ] && quick=(--epochs 1) && [ "$family" = GAN ] && quick+=(--fid-every 1 --fid-samples 2000)
+    if [ $QUICK = 1 ]; then
+        quick=(--epochs 1)
+        if [ "$family" = GAN ]; then quick+=(--fid-every 1 --fid-samples 2000); else quick+=(--embedding pca); fi
+    fi
     step "$family/results/$NAME/$row.txt" python "$family/train.py" --data-root "$DATA" "$@" --out "$family/results/$NAME/$row" "${quick[@]}"
 }
 

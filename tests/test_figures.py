@@ -5,8 +5,8 @@ import torch
 from PIL import Image
 
 from common import InputError
-from common.figures import (check_samples_path, nice_ticks, pca, save_curves, save_gif, save_scatter, tsne,
-                            write_samples)
+from common.figures import (check_samples_path, interpolation_pairs, nice_ticks, pca, save_curves, save_gif, save_scatter,
+                            tsne, write_samples)
 
 
 def test_tsne_separates_two_well_separated_gaussian_blobs():
@@ -65,3 +65,15 @@ def test_axis_ticks_are_round_values_that_cover_the_data(low, high):
     mantissa = step / 10 ** math.floor(math.log10(step))
     assert any(math.isclose(mantissa, m) for m in (1, 2, 5))
     assert all(math.isclose(b - a, step) for a, b in zip(ticks, ticks[1:]))
+
+
+def test_interpolation_rows_go_from_class_r_to_class_r_plus_5():
+    labels = torch.tensor([7, 2, 1, 0, 4, 1, 4, 9, 5, 9, 0, 6, 9, 0, 1, 5, 9, 7, 3, 4, 9, 6, 6, 5, 4, 0, 7, 4, 0, 1, 3, 1, 3, 4, 8])
+    pairs = interpolation_pairs(labels)
+    assert [(labels[a].item(), labels[b].item()) for a, b in pairs] == [(0, 5), (1, 6), (2, 7), (3, 8), (4, 9), (5, 0), (6, 1), (7, 2)]
+    assert pairs[4] == (4, 7)   # the first 4 to the first 9
+
+
+def test_interpolation_without_every_class_pairs_image_r_with_image_r_plus_8():
+    assert interpolation_pairs(torch.zeros(20, dtype=torch.int64)) == [(r, r + 8) for r in range(8)]
+    assert interpolation_pairs(torch.tensor([0, 1, 3] * 7)) == [(r, r + 8) for r in range(8)]   # class 2 missing
