@@ -322,10 +322,14 @@ def final_report(model, scorer, count, batch_size, seed, test_set, epoch, out):
 
 
 @torch.no_grad()
+def category_codes(model, images, batch_size=1000):
+    """InfoGAN: Q's most likely c1 for each uint8 image (int64, on the CPU)."""
+    return torch.cat([model.encode_category(chunk.to(model.device).float() / 255).cpu() for chunk in images.split(batch_size)])
+
+
 def cluster_labelled_images(model, images, labels, batch_size=1000):
     """InfoGAN: Q's c1 for each uint8 image, scored against the images' labels by best_assignment."""
-    codes = torch.cat([model.encode_category(chunk.to(model.device).float() / 255).cpu() for chunk in images.split(batch_size)])
-    return best_assignment(codes, labels.cpu(), model.num_classes)
+    return best_assignment(category_codes(model, images, batch_size), labels.cpu(), model.num_classes)
 
 
 def best_assignment(codes, labels, num_classes):

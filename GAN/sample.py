@@ -27,7 +27,7 @@ from common import InputError
 from common.data import load_dataset
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
-from GAN.evaluate import cluster_labelled_images
+from GAN.evaluate import best_assignment, category_codes
 from GAN.model import CGAN, InfoGAN, make_gan
 
 
@@ -71,10 +71,17 @@ def print_clusters(model, run, data_root=None):
     images, labels = load_dataset(run["dataset"], data_root or run["data_root"], run["image_size"], train=False)
     if labels is None:
         raise InputError(f"--clusters needs a labelled test set; {run['dataset']} has no labels")
-    accuracy, class_of_code, purity = cluster_labelled_images(model, images, labels)
+    codes, labels = category_codes(model, images), labels.cpu()
+    accuracy, class_of_code, purity = best_assignment(codes, labels, model.num_classes)
+    # counts[code, label]: where a code holds two classes, the second one shows which digits the run merged
+    counts = torch.bincount(codes * model.num_classes + labels, minlength=model.num_classes ** 2).view(model.num_classes, -1)
     print(f"c1 -> class, the best one-to-one map over the {len(labels):,} test images: {accuracy:.2%} correct")
     for code, (label, share) in enumerate(zip(class_of_code, purity)):
-        print(f"c1 = {code}: class {label} ({share:.1%} of the test images Q gives c1 = {code} are that class)")
+        shares = counts[code].double() / max(counts[code].sum().item(), 1)
+        shares[label] = -1
+        runner_up = shares.argmax().item()
+        print(f"c1 = {code}: class {label} ({share:.1%} of the test images Q gives c1 = {code} are that class; "
+              f"next: class {runner_up}, {shares[runner_up].item():.1%})")
 
 
 def requested_labels(model, labels, count):

@@ -1,6 +1,7 @@
 """GAN/model.py, GAN/train.py, GAN/sample.py, GAN/evaluate.py and GAN/fid.py: shapes, the losses' math, FID, and the command line."""
 import itertools
 import math
+import re
 import subprocess
 import sys
 
@@ -578,6 +579,9 @@ def test_infogan_clustering_is_watched_on_the_validation_split_and_reported_on_t
     printed = capsys.readouterr().out.splitlines()
     assert f"{test:.2%} correct" in printed[0]                          # sample.py --clusters: the test set too
     assert len(printed) == 11 and sorted(int(line.split("class ")[1].split()[0]) for line in printed[1:]) == list(range(10))
+    for line in printed[1:]:   # each code's class, then the class it holds most of besides (a merged digit)
+        first, second = re.findall(r"class (\d+)", line), [float(share) for share in re.findall(r"([\d.]+)%", line)]
+        assert len(first) == 2 and first[0] != first[1] and second[0] >= second[1] and sum(second) <= 100.05
 
 
 def test_labels_for_an_unconditional_model_and_a_conditional_model_without_labels_are_clear_errors(tmp_path, monkeypatch):
