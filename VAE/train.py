@@ -5,9 +5,10 @@
     python VAE/train.py --dataset cifar10 --arch conv --likelihood gaussian
     python VAE/train.py --resume VAE/results/mnist-mlp-z20/checkpoint.pt --epochs 100
 
-Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-binarized]/):
+Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-w<width>][-binarized][-val]/):
     log.csv               one row per epoch: train loss parts, test -ELBO (nats per image; for MNIST at
-                          32x32 also over the original 28x28 area, the figure papers quote), time
+                          32x32 also over the original 28x28 area, the figure papers quote), time;
+                          --validation: the -ELBO of the last 10,000 training images (val_*), for choosing settings
     checkpoint.pt         model, optimizer, epoch, args and random states, rewritten atomically each epoch
     reconstructions.png   fixed test images (top rows) and their reconstructions (bottom rows)
     frames/samples_NNN.png, samples.png, training.gif    decoded from a fixed z, every epoch
@@ -28,10 +29,10 @@ from torchvision.utils import save_image
 
 from common.data import Batches, load_dataset, original_area
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
-                          data_parallel, describe_batch, join_process_group, main_process_first, mean_over_processes,
-                          print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
-                          speed_flags_for, start_run, stopped_by)
+from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
+                          create_run_folder, data_parallel, describe_batch, join_process_group, main_process_first,
+                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
+                          share_random_state, speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
@@ -54,14 +55,20 @@ def make_parser():
                         help="dynamic binarization: train on x ~ Bernoulli(pixels), test on one fixed binarization")
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
                         help="how a latent of more than 2 dimensions is drawn in 2-D")
+    parser.add_argument("--width", type=int, default=32, help="conv: channels of the largest feature maps")
+    parser.add_argument("--validation", action="store_true",
+                        help="for choosing settings: hold out the last 10,000 training images and score them "
+                             "(log columns val_*) in place of the test set")
     return parser
 
 
 def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
-    run_name = f"{args.dataset}-{args.arch}-z{args.latent_dim}{'-binarized' if args.binarize else ''}"
+    width = f"-w{args.width}" if args.arch == "conv" and args.width != 32 else ""
+    run_name = (f"{args.dataset}-{args.arch}-z{args.latent_dim}{width}{'-binarized' if args.binarize else ''}"
+                f"{'-val' if args.validation else ''}")
     args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name,
-                                      ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE})
+                                      ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE, "width": POSITIVE})
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
     main_process = rank == 0  # the one that prints, draws and writes
     memory_format = speed_flags_for(args, device)
@@ -72,10 +79,16 @@ def train(args):
     with main_process_first(world_size):  # one download, one cache
         train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
         test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+    held_out = "test"
+    if args.validation:  # settings are chosen on training images held out, so the test figure stays a test figure
+        held_out, count = "val", min(10_000, len(train_images) // 6)
+        test_images, test_labels = train_images[-count:], None if train_labels is None else train_labels[-count:]
+        train_images = train_images[:-count]
     if args.binarize:
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
-                        likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight)
+                        likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight,
+                        base_channels=args.width)
     model = VAE(**model_config).to(device, memory_format=memory_format)
     pixel_means = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
     model.init_output_bias(pixel_means.to(device))
@@ -92,7 +105,7 @@ def train(args):
     if main_process:
         create_run_folder(out)
         print(f"VAE ({args.arch}, {sum(p.numel() for p in model.parameters()):,} parameters) on {args.dataset} "
-              f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} test images, "
+              f"{tuple(train_images.shape[1:])}: {len(train_images)} train / {len(test_images)} {held_out} images, "
               f"{describe_batch(args.batch_size, world_size)}, device {device}, writing to {out}")
 
     start_epoch, log_rows = (1, []) if checkpoint is None else \
@@ -134,9 +147,9 @@ def train(args):
         model.eval()
         test_parts = evaluate(model, test_images, args.batch_size, original_area(args.dataset, test_images.shape[-1]))
         if not all(map(math.isfinite, test_parts.values())):  # never checkpoint a model that scores NaN
-            raise stopped_by({f"test {name}": value for name, value in test_parts.items()}, epoch, out)
+            raise stopped_by({f"{held_out} {name}": value for name, value in test_parts.items()}, epoch, out)
         print(f"epoch {epoch}/{args.epochs} | train loss {train_parts['total']:.2f} "
-              f"(recon {train_parts['recon']:.2f}, KL {train_parts['kl']:.2f}) | test -ELBO {test_parts['neg_elbo']:.2f} "
+              f"(recon {train_parts['recon']:.2f}, KL {train_parts['kl']:.2f}) | {held_out} -ELBO {test_parts['neg_elbo']:.2f} "
               + "".join(f"({value:.2f} over {name.removeprefix('neg_elbo_')}) " for name, value in test_parts.items()
                         if name.startswith("neg_elbo_"))
               + f"nats | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
@@ -149,7 +162,7 @@ def train(args):
 
         # ---- log row and checkpoint ----
         log_rows.append({"epoch": epoch, **{f"train_{k}": f"{v:.4f}" for k, v in train_parts.items()},
-                         **{f"test_{k}": f"{v:.4f}" for k, v in test_parts.items()},
+                         **{f"{held_out}_{k}": f"{v:.4f}" for k, v in test_parts.items()},
                          "seconds": f"{seconds:.2f}", "images_per_second": f"{len(batches) * args.batch_size / seconds:.0f}"})
         save_epoch(out, checkpoint_state("VAE", model, model_config, {"optimizer": optimizer}, epoch, args, batches),
                    log_rows)
@@ -160,8 +173,8 @@ def train(args):
         return model
     save_training_gif(out, "samples", last_frame=out / "samples.png")
     save_curves(out / "loss_curves.png", {"train loss": [float(r["train_total"]) for r in log_rows],
-                                          "test -ELBO": [float(r["test_neg_elbo"]) for r in log_rows]},
-                title="train loss and test -ELBO", y_label="nats per image")
+                                          f"{held_out} -ELBO": [float(r[f"{held_out}_neg_elbo"]) for r in log_rows]},
+                title=f"train loss and {held_out} -ELBO", y_label="nats per image")
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     return model

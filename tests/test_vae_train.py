@@ -213,3 +213,23 @@ def test_a_gaussian_vae_is_reported_in_bits_per_dimension(tmp_path, monkeypatch,
 def test_bits_per_dim_of_a_uniform_density_is_eight():
     # p(y) = 1 on [0, 1]^D: every 8-bit value has probability 1/256, 8 bits per dimension.
     assert vae_model.bits_per_dim(0.0, 784) == pytest.approx(8.0)
+
+
+def test_validation_scores_held_out_training_images_and_never_the_test_set(mnist_root, tmp_path, monkeypatch, capsys):
+    # Settings are chosen on --validation runs: the last sixth of the 50 training images (8) is held out and
+    # scored, the test images (filled with 0..19) are never read by the loop.
+    run_main(vae_train, monkeypatch, "--data-root", str(mnist_root), "--arch", "conv", "--width", "8", "--epochs", "1",
+             "--batch-size", "6", "--embedding", "pca", "--validation", "--out", str(tmp_path / "run"))
+    assert "42 train / 8 val images" in capsys.readouterr().out
+    from common.data import load_dataset
+    from common.utils import load_trained_model, read_csv
+    row = read_csv(tmp_path / "run" / "log.csv")[0]
+    assert not [column for column in row if column.startswith("test_")]
+    model, checkpoint = load_trained_model(tmp_path / "run" / "checkpoint.pt", "VAE", vae_model.VAE, "cpu")
+    assert checkpoint["model_config"]["base_channels"] == 8 and model.decoder.top_channels == 8 * 2 ** 2  # --width
+    train_images, _ = load_dataset("mnist", mnist_root, 32, train=True)
+    torch.manual_seed(0)
+    held_out = vae_train.evaluate(model, train_images[-8:], 6, slice(2, 30))
+    assert float(row["val_neg_elbo_28x28"]) == pytest.approx(held_out["neg_elbo_28x28"], rel=1e-3)  # one z draw each
+    test_images, _ = load_dataset("mnist", mnist_root, 32, train=False)
+    assert float(row["val_neg_elbo"]) != pytest.approx(vae_train.evaluate(model, test_images, 6, slice(2, 30))["neg_elbo"], abs=0.5)
