@@ -82,7 +82,7 @@ train AE linear-n32 --latent-dim 32 --epochs 30
 
 # ---- GAN (README: GAN and conditional tables) ----
 train GAN dcgan-10 --epochs 10
-train GAN dcgan-50 --epochs 50
+train GAN dcgan-20 --epochs 20 --fid-every 1
 train GAN wgan-gp-50 --epochs 50 --loss wgan-gp
 train GAN wgan-50 --epochs 50 --loss wgan
 train GAN cgan-10 --model cgan --epochs 10
