@@ -11,7 +11,7 @@ the penultimate layer of a small CNN trained on the dataset's own labels (once, 
 cache folder, ~/.cache/generative-models/). The numbers only compare with each other, not
 with published Inception FIDs.
 
-The classifier trains on the training set less its last 10,000 images (split_training_set), which it
+The classifier trains on the training set less its last 10,000 images (common.data.split_training_set), which it
 never sees. Those held-out images give the floor: n of them against the test set, for n samples, is the
 distance that sampling n real images alone produces. (Training images the classifier had learnt would
 also carry its train-versus-test shift, and read as a larger floor.) They are also the validation split
@@ -28,11 +28,10 @@ from torch import nn
 from torchvision.utils import save_image
 
 from common import InputError, save_atomically
-from common.data import DEFAULT_IMAGE_SIZE, Batches, cache_folder, load_dataset
+from common.data import DEFAULT_IMAGE_SIZE, Batches, cache_folder, load_dataset, split_training_set
 from common.utils import append_csv
 from GAN.model import CGAN, InfoGAN
 
-HELD_OUT = 10_000   # training images the classifier never sees: the floor's real images, and the validation split
 VERSION = 2         # of the cached classifier; 1 was trained on the whole training set
 
 
@@ -63,13 +62,6 @@ class Classifier(nn.Module):
                 nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
                 bound = 1 / math.sqrt(layer.weight[0].numel())
                 nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
-
-
-def split_training_set(images, labels):
-    """((fit images, fit labels), (held-out images, held-out labels)): the last HELD_OUT training images
-    (a sixth of a smaller set) are held out from the classifier; it trains on the rest."""
-    held_out = min(HELD_OUT, len(images) // 6)
-    return (images[:-held_out], labels[:-held_out]), (images[-held_out:], labels[-held_out:])
 
 
 def classifier_path(dataset, root, image_size):
@@ -332,12 +324,17 @@ def cluster_labelled_images(model, images, labels, batch_size=1000):
     return best_assignment(category_codes(model, images, batch_size), labels.cpu(), model.num_classes)
 
 
+def code_label_counts(codes, labels, num_classes):
+    """counts[code, label]: how many images Q gives `code` that have `label`."""
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    return counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)
+
+
 def best_assignment(codes, labels, num_classes):
     """The best one-to-one map code -> label: a max-weight matching on the code/label count table, solved
     exactly by dynamic programming over the sets of labels already taken (2^10 states). Returns its accuracy,
     the label of each code (a list) and each code's purity (the share of its images that have that label)."""
-    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    counts.index_put_((codes, labels), torch.ones_like(codes), accumulate=True)   # counts[code, label]
+    counts = code_label_counts(codes, labels, num_classes)
     # labels taken by codes 0..k-1 (a bit mask) -> (most images those codes can match, the labels they took)
     best = {0: (0, ())}
     for code in range(num_classes):

@@ -27,7 +27,7 @@ from common import InputError
 from common.data import load_dataset
 from common.figures import check_samples_path, write_samples
 from common.utils import add_sample_flags, choose_device, load_trained_model
-from GAN.evaluate import best_assignment, category_codes
+from GAN.evaluate import best_assignment, category_codes, code_label_counts
 from GAN.model import CGAN, InfoGAN, make_gan
 
 
@@ -73,8 +73,8 @@ def print_clusters(model, run, data_root=None):
         raise InputError(f"--clusters needs a labelled test set; {run['dataset']} has no labels")
     codes, labels = category_codes(model, images), labels.cpu()
     accuracy, class_of_code, purity = best_assignment(codes, labels, model.num_classes)
-    # counts[code, label]: where a code holds two classes, the second one shows which digits the run merged
-    counts = torch.bincount(codes * model.num_classes + labels, minlength=model.num_classes ** 2).view(model.num_classes, -1)
+    # where a code holds two classes, the second one shows which digits the run merged
+    counts = code_label_counts(codes, labels, model.num_classes)
     print(f"c1 -> class, the best one-to-one map over the {len(labels):,} test images: {accuracy:.2%} correct")
     for code, (label, share) in enumerate(zip(class_of_code, purity)):
         shares = counts[code].double() / max(counts[code].sum().item(), 1)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 from torchvision.utils import save_image
 
-from common.data import Batches, load_dataset, original_area
+from common.data import Batches, load_dataset, original_area, split_training_set
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
                           create_run_folder, data_parallel, describe_batch, join_process_group, main_process_first,
@@ -81,9 +81,8 @@ def train(args):
         test_images, test_labels = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
     held_out = "test"
     if args.validation:  # settings are chosen on training images held out, so the test figure stays a test figure
-        held_out, count = "val", min(10_000, len(train_images) // 6)
-        test_images, test_labels = train_images[-count:], None if train_labels is None else train_labels[-count:]
-        train_images = train_images[:-count]
+        held_out = "val"
+        (train_images, train_labels), (test_images, test_labels) = split_training_set(train_images, train_labels)
     if args.binarize:
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,

@@ -183,6 +183,15 @@ def load_folder(root, image_size, train):
     return images, torch.tensor([classes.index(f.relative_to(root).parts[0]) for f in files])
 
 
+def split_training_set(images, labels):
+    """((fit images, fit labels), (held-out images, held-out labels)): the last 10,000 training images (a sixth
+    of a smaller set) held out, as a validation split or as real images a classifier never saw. labels may be None."""
+    count = min(10_000, len(images) // 6)
+    fit, held_out = slice(None, -count), slice(-count, None)
+    return ((images[fit], None if labels is None else labels[fit]),
+            (images[held_out], None if labels is None else labels[held_out]))
+
+
 def held_out_split(files, train):
     """Every tenth file (in sorted order) is the test set: deterministic, and every class is represented."""
     return [f for i, f in enumerate(files) if (i % 10 != 9) == train]

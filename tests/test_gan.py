@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from common import InputError
+from common.data import split_training_set
 from GAN import evaluate as gan_evaluate
-from GAN.evaluate import SampleScorer, features, frechet_distance, load_classifier, split_training_set
+from GAN.evaluate import SampleScorer, features, frechet_distance, load_classifier
 from common.utils import read_csv
 from conftest import ROOT
 from GAN import model as gan_model
