@@ -3,6 +3,7 @@
     python VAE/train.py --epochs 50                          # MLP VAE on MNIST (downloaded to data/ if missing)
     python VAE/train.py --arch conv --latent-dim 2           # conv VAE with a 2-D latent: scatter and manifold pictures
     python VAE/train.py --dataset cifar10 --arch conv --likelihood gaussian
+    python VAE/train.py --arch conv --lr-schedule cosine --validation   # choose settings on held-out training images
     python VAE/train.py --resume VAE/results/mnist-mlp-z20/checkpoint.pt --epochs 100
 
 Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-w<width>][-binarized][-val]/):
@@ -56,6 +57,9 @@ def make_parser():
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
                         help="how a latent of more than 2 dimensions is drawn in 2-D")
     parser.add_argument("--width", type=int, default=32, help="conv: channels of the largest feature maps")
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                        help="cosine: the learning rate falls from --lr to 0 over --epochs (a resumed run that "
+                             "changes --epochs follows the new length's curve)")
     parser.add_argument("--validation", action="store_true",
                         help="for choosing settings: hold out the last 10,000 training images and score them "
                              "(log columns val_*) in place of the test set")
@@ -66,7 +70,7 @@ def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     width = f"-w{args.width}" if args.arch == "conv" and args.width != 32 else ""
     run_name = (f"{args.dataset}-{args.arch}-z{args.latent_dim}{width}{'-binarized' if args.binarize else ''}"
-                f"{'-val' if args.validation else ''}")
+                f"{'-cosine' if args.lr_schedule == 'cosine' else ''}{'-val' if args.validation else ''}")
     args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name,
                                       ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE, "width": POSITIVE})
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
@@ -126,6 +130,7 @@ def train(args):
                 losses = loss_of(x, noise)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
+            optimizer.param_groups[0]["lr"] = scheduled_lr(args, epoch, step, len(batches))
             optimizer.step()
             for name in sums:  # stays on the device: no GPU sync per step
                 sums[name] += losses[name].detach()
@@ -177,6 +182,16 @@ def train(args):
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     return model
+
+
+def scheduled_lr(args, epoch, step, steps):
+    """The learning rate of the given step (both counted from 1): --lr, or with --lr-schedule cosine
+    lr (1 + cos(pi t / T)) / 2 at step t = 0 .. T - 1 of the run's T steps (Loshchilov & Hutter, arXiv:1608.03983,
+    without restarts). It depends on nothing but the step, so a resumed run continues the same curve."""
+    if args.lr_schedule == "constant":
+        return args.lr
+    progress = ((epoch - 1) * steps + step - 1) / (args.epochs * steps)
+    return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()

@@ -233,3 +233,35 @@ def test_validation_scores_held_out_training_images_and_never_the_test_set(mnist
     assert float(row["val_neg_elbo_28x28"]) == pytest.approx(held_out["neg_elbo_28x28"], rel=1e-3)  # one z draw each
     test_images, _ = load_dataset("mnist", mnist_root, 32, train=False)
     assert float(row["val_neg_elbo"]) != pytest.approx(vae_train.evaluate(model, test_images, 6, slice(2, 30))["neg_elbo"], abs=0.5)
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_and_a_resumed_run_follows_it(tmp_path, monkeypatch):
+    common = ["--dataset", "fake", "--arch", "conv", "--width", "8", "--latent-dim", "4", "--batch-size", "32",
+              "--lr", "0.002", "--device", "cpu", "--embedding", "pca", "--epochs", "2"]
+    args = vae_train.make_parser().parse_args(common + ["--lr-schedule", "cosine"])
+    lrs = [vae_train.scheduled_lr(args, epoch, step, 10) for epoch in (1, 2) for step in range(1, 11)]
+    assert lrs[0] == 0.002 and lrs[10] == pytest.approx(0.001) and 0 < lrs[-1] < 0.002 * 0.01
+    assert all(later < earlier for earlier, later in zip(lrs, lrs[1:]))
+    assert vae_train.scheduled_lr(vae_train.make_parser().parse_args(common), 2, 10, 10) == 0.002  # constant
+
+    cosine = [*common, "--lr-schedule", "cosine"]
+    run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "straight"))
+    from common import utils
+    real_write_csv = utils.write_csv
+
+    def interrupt_after_the_first_epoch(path, rows):
+        real_write_csv(path, rows)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(utils, "write_csv", interrupt_after_the_first_epoch)
+    with pytest.raises(SystemExit):
+        run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "resumed"))
+    monkeypatch.setattr(utils, "write_csv", real_write_csv)
+    run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "resumed" / "checkpoint.pt"), "--epochs", "2")
+    run_main(vae_train, monkeypatch, *common, "--out", str(tmp_path / "constant"))
+    straight, resumed, constant = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+                                   for name in ("straight", "resumed", "constant"))
+    assert 0 < straight["optimizer"]["param_groups"][0]["lr"] < 0.002 * 0.05  # the last step's
+    assert constant["optimizer"]["param_groups"][0]["lr"] == 0.002
+    for name, tensor in straight["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    assert any(not torch.equal(tensor, constant["model"][name]) for name, tensor in straight["model"].items())
