@@ -80,17 +80,19 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """The encoder's mirror: a linear layer to a 4x4 feature map, then UpBlocks doubling it; the last
-    doubling is a bare transposed conv that outputs pixels (logits or means), with no norm or ReLU."""
+    doubling is a bare transposed conv that outputs pixels (logits or means), with no norm or ReLU.
+    depth > 1 adds depth - 1 size-keeping 3x3 convs (BatchNorm, ReLU) at each resolution below the last:
+    more capacity for the decoder alone, whose likelihood term dominates the bound."""
 
-    def __init__(self, image_shape, latent_dim, base_channels=32):
+    def __init__(self, image_shape, latent_dim, base_channels=32, depth=1):
         super().__init__()
         channels, size, _ = image_shape
         halvings = num_halvings(size)
         self.top_channels = base_channels * 2 ** (halvings - 1)
         self.from_latent = nn.Sequential(nn.Linear(latent_dim, self.top_channels * 4 * 4), nn.ReLU())
-        blocks, width = [], self.top_channels
+        blocks, width = same_size_convs(self.top_channels, depth - 1), self.top_channels
         for _ in range(halvings - 1):                               # 32x32: (B, 64, 8, 8) (B, 32, 16, 16)
-            blocks.append(UpBlock(width, width // 2))
+            blocks += [UpBlock(width, width // 2), *same_size_convs(width // 2, depth - 1)]
             width //= 2
         self.blocks = nn.Sequential(*blocks)
         self.to_pixels = nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1)  # (B, C, 32, 32)
@@ -100,9 +102,17 @@ class ConvDecoder(nn.Module):
         return self.to_pixels(self.blocks(h))
 
 
+def same_size_convs(width, count):
+    """count layers (B, width, H, W) -> (B, width, H, W): 3x3 conv, BatchNorm, ReLU."""
+    layers = []
+    for _ in range(count):
+        layers += [nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+    return layers
+
+
 class VAE(nn.Module):
     def __init__(self, image_shape=(1, 32, 32), latent_dim=20, arch="mlp", likelihood="bernoulli",
-                 beta=1.0, recon_weight=1.0, hidden_dim=400, base_channels=32):
+                 beta=1.0, recon_weight=1.0, hidden_dim=400, base_channels=32, decoder_depth=1):
         super().__init__()
         self.image_shape, self.latent_dim = tuple(image_shape), latent_dim
         self.likelihood, self.beta, self.recon_weight = likelihood, beta, recon_weight
@@ -111,7 +121,7 @@ class VAE(nn.Module):
             self.decoder = MLPDecoder(self.image_shape, latent_dim, hidden_dim)
         elif arch == "conv":
             self.encoder = ConvEncoder(self.image_shape, latent_dim, base_channels)
-            self.decoder = ConvDecoder(self.image_shape, latent_dim, base_channels)
+            self.decoder = ConvDecoder(self.image_shape, latent_dim, base_channels, decoder_depth)
         else:
             raise ValueError(f"arch must be 'mlp' or 'conv', not {arch!r}")
         if likelihood == "gaussian":  # one learned log sigma shared by all pixels: no hand-tuned KL weight needed

@@ -6,7 +6,7 @@
     python VAE/train.py --arch conv --lr-schedule cosine --validation   # choose settings on held-out training images
     python VAE/train.py --resume VAE/results/mnist-mlp-z20/checkpoint.pt --epochs 100
 
-Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-w<width>][-binarized][-val]/):
+Everything goes to --out (default VAE/results/<dataset>-<arch>-z<latent>[-w<width>][-d<depth>][-binarized][-cosine][-val]/):
     log.csv               one row per epoch: train loss parts, test -ELBO (nats per image; for MNIST at
                           32x32 also over the original 28x28 area, the figure papers quote), time;
                           --validation: the -ELBO of the last 10,000 training images (val_*), for choosing settings
@@ -57,6 +57,8 @@ def make_parser():
     parser.add_argument("--embedding", default="tsne", choices=["tsne", "pca"],
                         help="how a latent of more than 2 dimensions is drawn in 2-D")
     parser.add_argument("--width", type=int, default=32, help="conv: channels of the largest feature maps")
+    parser.add_argument("--decoder-depth", type=int, default=1,
+                        help="conv: layers per resolution in the decoder (1: the encoder's mirror; each more adds a 3x3 conv)")
     parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
                         help="cosine: the learning rate falls from --lr to 0 over --epochs (a resumed run that "
                              "changes --epochs follows the new length's curve)")
@@ -68,11 +70,13 @@ def make_parser():
 
 def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
-    width = f"-w{args.width}" if args.arch == "conv" and args.width != 32 else ""
-    run_name = (f"{args.dataset}-{args.arch}-z{args.latent_dim}{width}{'-binarized' if args.binarize else ''}"
+    conv_shape = f"-w{args.width}" if args.arch == "conv" and args.width != 32 else ""
+    conv_shape += f"-d{args.decoder_depth}" if args.arch == "conv" and args.decoder_depth != 1 else ""
+    run_name = (f"{args.dataset}-{args.arch}-z{args.latent_dim}{conv_shape}{'-binarized' if args.binarize else ''}"
                 f"{'-cosine' if args.lr_schedule == 'cosine' else ''}{'-val' if args.validation else ''}")
     args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name,
-                                      ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE, "width": POSITIVE})
+                                      ranges={"beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE, "width": POSITIVE,
+                                              "decoder_depth": POSITIVE})
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
     main_process = rank == 0  # the one that prints, draws and writes
     memory_format = speed_flags_for(args, device)
@@ -91,7 +95,7 @@ def train(args):
         test_images = binarize_once(test_images)
     model_config = dict(image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim, arch=args.arch,
                         likelihood=args.likelihood, beta=args.beta, recon_weight=args.recon_weight,
-                        base_channels=args.width)
+                        base_channels=args.width, decoder_depth=args.decoder_depth)
     model = VAE(**model_config).to(device, memory_format=memory_format)
     pixel_means = sum(chunk.sum(0, dtype=torch.float64) for chunk in train_images.split(4096)) / (255 * len(train_images))
     model.init_output_bias(pixel_means.to(device))

@@ -19,6 +19,22 @@ def test_shapes(arch, shape):
     assert set(model.loss(x)) == {"total", "recon", "kl"}
 
 
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 64, 64)])
+def test_a_deeper_decoder_adds_size_keeping_convs_and_depth_1_keeps_the_old_layout(shape):
+    from torch import nn
+    from common.blocks import UpBlock
+    deep, plain = VAE(shape, arch="conv", decoder_depth=3), VAE(shape, arch="conv")
+    convs = [m for m in deep.decoder.blocks if isinstance(m, nn.Conv2d)]
+    resolutions = 1 + len([m for m in deep.decoder.blocks if isinstance(m, UpBlock)])  # 4x4, then each UpBlock's
+    assert resolutions == (3 if shape[1] == 32 else 4)
+    assert len(convs) == 2 * resolutions and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    x = torch.rand(2, *shape)
+    assert deep(x)[0].shape == x.shape
+    assert not [m for m in plain.decoder.blocks if isinstance(m, nn.Conv2d)]
+    # depth 1 is the layout of every earlier checkpoint: UpBlocks alone, numbered from 0
+    assert [type(m) for m in plain.decoder.blocks] == [UpBlock] * (resolutions - 1)
+
+
 def test_conv_refuses_an_image_size_it_cannot_halve():
     with pytest.raises(InputError, match="image size 28 is not supported"):
         VAE((1, 28, 28), arch="conv")
