@@ -63,6 +63,9 @@ for seed in 0 1 2; do
     train VAE mlp-z20-seed$seed --seed $seed
 done
 train VAE conv-z20 --arch conv
+for seed in $(quick_or 0 "0 1 2"); do
+    train VAE conv-z20-d2-cosine-seed$seed --arch conv --decoder-depth 2 --batch-size 64 --lr-schedule cosine --seed $seed
+done
 train VAE conv-z20-binarized --arch conv --binarize
 step VAE/results/$NAME/conv-z20-binarized-nll.txt python VAE/evaluate.py VAE/results/$NAME/conv-z20-binarized/checkpoint.pt \
     --samples "$(quick_or 50 1000)" --images "$(quick_or 100 1000)"
@@ -87,6 +90,8 @@ train GAN wgan-gp-50 --epochs 50 --loss wgan-gp
 train GAN wgan-50 --epochs 50 --loss wgan
 train GAN cgan-10 --model cgan --epochs 10
 train GAN acgan-8 --model acgan --epochs 8
+train GAN cgan-20 --model cgan --epochs 20
+train GAN acgan-20 --model acgan --epochs 20
 for seed in $(quick_or 0 "0 1 2 3 4"); do
     train GAN infogan-30-seed$seed --model infogan --epochs 30 --seed $seed
 done
