@@ -16,7 +16,7 @@ from GAN import train as gan_train
 from VAE import model as vae_model
 from VAE import sample as vae_sample
 from VAE import train as vae_train
-from test_vae_train import error_of, run_main
+from test_vae_train import error_of, interrupt_after_the_first_epoch, run_main
 
 FAST = {vae_train: ["--embedding", "pca"], ae_train: ["--embedding", "pca"],
         gan_train: ["--width", "8", "--batch-size", "32", "--fid-every", "0", "--fid-samples", "0"]}
@@ -175,12 +175,7 @@ def test_diagnose_names_divergence_and_collapse():
 @pytest.mark.parametrize("module", [vae_train, ae_train, gan_train])
 def test_ctrl_c_ends_in_one_line_naming_the_checkpoint(module, tmp_path, monkeypatch):
     flags = ["--dataset", "fake", "--out", str(tmp_path / "run"), *FAST[module]]
-    real_write_csv = utils.write_csv
-
-    def interrupt_after_the_first_epoch(path, rows):  # Ctrl-C right after epoch 1 is on disk
-        real_write_csv(path, rows)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(utils, "write_csv", interrupt_after_the_first_epoch)
+    interrupt_after_the_first_epoch(monkeypatch)
     with pytest.raises(SystemExit) as stop:
         run_main(module, monkeypatch, *flags, "--epochs", "3")
     assert str(stop.value.code) == (f"interrupted: {tmp_path / 'run' / 'checkpoint.pt'} holds epoch 1; "

@@ -16,6 +16,19 @@ def run_main(module, monkeypatch, *argv):
     module.main()
 
 
+def interrupt_after_the_first_epoch(monkeypatch):
+    """Makes the next run stop as if by Ctrl-C right after epoch 1 is on disk (checkpoint, then log.csv).
+    Returns the real log writer, to put back before a run that should finish."""
+    from common import utils
+    real_write_csv = utils.write_csv
+
+    def write_then_interrupt(path, rows):
+        real_write_csv(path, rows)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(utils, "write_csv", write_then_interrupt)
+    return real_write_csv
+
+
 def error_of(module, monkeypatch, *argv):
     """The one-line message a bad input ends with (sys.exit's argument)."""
     with pytest.raises(SystemExit) as exit_info:
@@ -247,12 +260,7 @@ def test_cosine_schedule_falls_from_lr_to_zero_and_a_resumed_run_follows_it(tmp_
     cosine = [*common, "--lr-schedule", "cosine"]
     run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "straight"))
     from common import utils
-    real_write_csv = utils.write_csv
-
-    def interrupt_after_the_first_epoch(path, rows):
-        real_write_csv(path, rows)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(utils, "write_csv", interrupt_after_the_first_epoch)
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
     with pytest.raises(SystemExit):
         run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "resumed"))
     monkeypatch.setattr(utils, "write_csv", real_write_csv)
