@@ -11,7 +11,7 @@ padding), beside PCA with as many components as the code has, fitted on the same
 with at least as many numbers as the image has pixels (the conv AE's 2,048 for 32x32 MNIST) is
 overcomplete: PCA with that many components is the identity, so no PCA figure is given for it.
 
-Everything goes to --out (default AE/results/<dataset>-linear-n<latent>/ or <dataset>-conv/):
+Everything goes to --out (default AE/results/<dataset>-linear-n<latent>[-cosine]/ or <dataset>-conv[-cosine]/):
     log.csv               one row per epoch: train loss parts, test MSE per pixel, PCA's MSE per pixel
                           (empty for an overcomplete code), time
     checkpoint.pt         model (with the Gaussian fitted to its training codes), optimizer, epoch, args, random states
@@ -36,8 +36,8 @@ from torchvision.utils import save_image
 from common.data import Batches, load_dataset, original_area
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
-                          data_parallel, describe_batch, join_process_group, main_process_first, mean_over_processes,
-                          print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
+                          data_parallel, describe_batch, join_process_group, lr_factor, main_process_first,
+                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
                           speed_flags_for, start_run, stopped_by)
 from AE.model import PCA, make_autoencoder
 
@@ -65,6 +65,7 @@ def make_parser():
 def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     run_name = f"{args.dataset}-linear-n{args.latent_dim}" if args.arch == "linear" else f"{args.dataset}-conv"
+    run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name, ranges={"code_l2": NON_NEGATIVE})
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
     main_process = rank == 0  # the one that prints, draws and writes
@@ -121,6 +122,7 @@ def train(args):
                 losses = loss_of(x.contiguous(memory_format=memory_format))
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
+            optimizer.param_groups[0]["lr"] = args.lr * lr_factor(args, epoch, step, len(batches))
             optimizer.step()
             for name in sums:  # stays on the device: no GPU sync per step
                 sums[name] += losses[name].detach()

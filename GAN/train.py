@@ -10,8 +10,8 @@
     python GAN/train.py --resume GAN/results/mnist-gan/checkpoint.pt --epochs 40
 
 An epoch is one pass of the discriminator over the training set; the generator steps once every
---n-critic discriminator steps. Everything goes to --out (default GAN/results/<dataset>-<loss>/ for
-dcgan, GAN/results/<dataset>-<model>[-<loss>]/ for the others):
+--n-critic discriminator steps. Everything goes to --out (default GAN/results/<dataset>-<loss>[-cosine]/
+for dcgan, GAN/results/<dataset>-<model>[-<loss>][-cosine]/ for the others):
     log.csv               one row per epoch: D and G losses, D(x), D(G(z)), the Wasserstein estimate
                           (critics only), the gradient penalty (wgan-gp), FID of 2,000 samples every
                           --fid-every epochs (with the class accuracy of cgan/acgan samples, or InfoGAN's
@@ -43,8 +43,8 @@ from common import InputError
 from common.data import Batches, load_dataset, split_training_set
 from common.figures import save_curves, save_training_gif
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
-                          create_run_folder, data_parallel, describe_batch, join_process_group, main_process_first,
-                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
+                          create_run_folder, data_parallel, describe_batch, join_process_group, lr_factor,
+                          main_process_first, mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
                           share_random_state, speed_flags_for, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
@@ -105,6 +105,7 @@ def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     run_name = f"{args.dataset}-{args.loss}" if args.model == "dcgan" else \
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
+    run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
         g_lr=POSITIVE, code_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, n_critic=POSITIVE,
         clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
@@ -184,6 +185,8 @@ def train(args):
         started = last_report = time.time()
         for step, (real, real_labels) in enumerate(batches, 1):
             generator_steps_now = ((epoch - 1) * len(batches) + step) % args.n_critic == 0  # counted over the run
+            schedule = lr_factor(args, epoch, step, len(batches))  # D and G follow one curve, each from its own lr
+            d_optimizer.param_groups[0]["lr"], g_optimizer.param_groups[0]["lr"] = args.lr * schedule, args.g_lr * schedule
             real = real.contiguous(memory_format=memory_format)
             # Each process draws the noise (and InfoGAN's codes) of the whole batch and keeps its own rows
             # (batches.part): no two processes share noise, and together they draw what a single process would.

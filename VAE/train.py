@@ -31,8 +31,8 @@ from torchvision.utils import save_image
 from common.data import Batches, load_dataset, original_area, split_training_set
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
-                          create_run_folder, data_parallel, describe_batch, join_process_group, main_process_first,
-                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
+                          create_run_folder, data_parallel, describe_batch, join_process_group, lr_factor,
+                          main_process_first, mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
                           share_random_state, speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
@@ -59,9 +59,6 @@ def make_parser():
     parser.add_argument("--width", type=int, default=32, help="conv: channels of the largest feature maps")
     parser.add_argument("--decoder-depth", type=int, default=1,
                         help="conv: layers per resolution in the decoder (1: the encoder's mirror; each more adds a 3x3 conv)")
-    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
-                        help="cosine: the learning rate falls from --lr to 0 over --epochs (a resumed run that "
-                             "changes --epochs follows the new length's curve)")
     parser.add_argument("--validation", action="store_true",
                         help="for choosing settings: hold out the last 10,000 training images and score them "
                              "(log columns val_*) in place of the test set")
@@ -134,7 +131,7 @@ def train(args):
                 losses = loss_of(x, noise)
             optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
-            optimizer.param_groups[0]["lr"] = scheduled_lr(args, epoch, step, len(batches))
+            optimizer.param_groups[0]["lr"] = args.lr * lr_factor(args, epoch, step, len(batches))
             optimizer.step()
             for name in sums:  # stays on the device: no GPU sync per step
                 sums[name] += losses[name].detach()
@@ -186,16 +183,6 @@ def train(args):
     draw_latent_figures(model, test_images, test_labels, out, args.embedding)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     return model
-
-
-def scheduled_lr(args, epoch, step, steps):
-    """The learning rate of the given step (both counted from 1): --lr, or with --lr-schedule cosine
-    lr (1 + cos(pi t / T)) / 2 at step t = 0 .. T - 1 of the run's T steps (Loshchilov & Hutter, arXiv:1608.03983,
-    without restarts). It depends on nothing but the step, so a resumed run continues the same curve."""
-    if args.lr_schedule == "constant":
-        return args.lr
-    progress = ((epoch - 1) * steps + step - 1) / (args.epochs * steps)
-    return args.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()

@@ -31,6 +31,9 @@ def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, lat
     parser.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per training step")
     parser.add_argument("--lr", type=float, default=lr, help="learning rate")
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                        help="cosine: the learning rate falls from its start to 0 over --epochs (a resumed run that "
+                             "changes --epochs follows the new length's curve)")
     parser.add_argument("--latent-dim", type=int, default=latent_dim, help="size of the code z")
     parser.add_argument("--seed", type=int, default=0, help="seeds the weights, the noise and the batch order")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
@@ -52,6 +55,16 @@ def add_sample_flags(parser):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=1000, help="images generated at a time")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+
+
+def lr_factor(args, epoch, step, steps):
+    """What the learning rate is multiplied by at the given step (both counted from 1): 1, or with
+    --lr-schedule cosine (1 + cos(pi t / T)) / 2 at step t = 0 .. T - 1 of the run's T steps (Loshchilov & Hutter,
+    arXiv:1608.03983, without restarts). It depends on nothing but the step, so a resumed run continues the same curve."""
+    if args.lr_schedule == "constant":
+        return 1.0
+    progress = ((epoch - 1) * steps + step - 1) / (args.epochs * steps)
+    return 0.5 * (1 + math.cos(math.pi * progress))
 
 
 POSITIVE, NON_NEGATIVE = "> 0", ">= 0"

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from common.utils import lr_factor
 from conftest import ROOT
 from VAE import model as vae_model
 from VAE import sample as vae_sample
@@ -252,10 +253,10 @@ def test_cosine_schedule_falls_from_lr_to_zero_and_a_resumed_run_follows_it(tmp_
     common = ["--dataset", "fake", "--arch", "conv", "--width", "8", "--latent-dim", "4", "--batch-size", "32",
               "--lr", "0.002", "--device", "cpu", "--embedding", "pca", "--epochs", "2"]
     args = vae_train.make_parser().parse_args(common + ["--lr-schedule", "cosine"])
-    lrs = [vae_train.scheduled_lr(args, epoch, step, 10) for epoch in (1, 2) for step in range(1, 11)]
-    assert lrs[0] == 0.002 and lrs[10] == pytest.approx(0.001) and 0 < lrs[-1] < 0.002 * 0.01
-    assert all(later < earlier for earlier, later in zip(lrs, lrs[1:]))
-    assert vae_train.scheduled_lr(vae_train.make_parser().parse_args(common), 2, 10, 10) == 0.002  # constant
+    factors = [lr_factor(args, epoch, step, 10) for epoch in (1, 2) for step in range(1, 11)]
+    assert factors[0] == 1 and factors[10] == pytest.approx(0.5) and 0 < factors[-1] < 0.01
+    assert all(later < earlier for earlier, later in zip(factors, factors[1:]))
+    assert lr_factor(vae_train.make_parser().parse_args(common), 2, 10, 10) == 1  # constant
 
     cosine = [*common, "--lr-schedule", "cosine"]
     run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "straight"))
