@@ -194,33 +194,38 @@ def frechet_distance(features_1, features_2):
 
 
 class SampleScorer:
-    """Scores generated images against one dataset's test set: FID, the floor for as many real images, the
+    """Scores generated images against one dataset's test set (or its validation split): FID, the floor for as many real images, the
     class histogram and, given the classes the images were asked for, how often the classifier names them."""
 
     def __init__(self, dataset, root, image_size=None, device="cpu"):
         self.classifier, self.info = load_classifier(dataset, root, image_size, device)
         self.image_size = DEFAULT_IMAGE_SIZE[dataset] if image_size is None else image_size
         test_images, _ = load_dataset(dataset, root, self.image_size, train=False)
-        self.test_statistics = statistics(features(self.classifier, test_images.float() / 255))
         train_images, train_labels = load_dataset(dataset, root, self.image_size, train=True)
         held_out_images = split_training_set(train_images, train_labels)[1][0]
-        self.held_out_features = features(self.classifier, held_out_images.float() / 255)
+        # "test": the final figure's reference; "validation": the held-out training images, to choose settings on
+        self.real_features = {"test": features(self.classifier, test_images.float() / 255),
+                              "validation": features(self.classifier, held_out_images.float() / 255)}
+        self.real_statistics = {name: statistics(rows) for name, rows in self.real_features.items()}
 
-    def floor(self, count):
-        """FID of `count` held-out real training images (all of them, if fewer) against the test set, and how
-        many it used: what sampling that many real images gives, the bar for `count` samples."""
-        used = min(count, len(self.held_out_features))
-        return frechet_distance(self.held_out_features[:used], self.test_statistics), used
+    def floor(self, count, against="test"):
+        """FID of `count` real images (all of them, if fewer) from the other split, against this one (test:
+        held-out training images; validation: test images), and how many it used: what sampling that many real
+        images gives, the bar for `count` samples."""
+        other = self.real_features["validation" if against == "test" else "test"]
+        used = min(count, len(other))
+        return frechet_distance(other[:used], self.real_statistics[against]), used
 
     @torch.no_grad()
-    def score(self, images, labels=None):
-        """images: float (N, C, H, W) in [0, 1]; labels: the class each was asked for (conditional models).
-        Returns a dict: fid (to the test set), floor and floor_images (self.floor(N)), shares (the fraction
+    def score(self, images, labels=None, against="test"):
+        """images: float (N, C, H, W) in [0, 1]; labels: the class each was asked for (conditional models);
+        against: "test" or "validation", the real images compared with.
+        Returns a dict: fid (to those images), floor and floor_images (self.floor(N)), shares (the fraction
         given each class) and, with labels, accuracy (how often the classifier names the requested class)
         and class_accuracy (a list, per class)."""
         image_features = features(self.classifier, to_classifier_input(images, self.image_size))
-        result = {"fid": frechet_distance(statistics(image_features), self.test_statistics)}
-        result["floor"], result["floor_images"] = self.floor(len(images))
+        result = {"fid": frechet_distance(statistics(image_features), self.real_statistics[against])}
+        result["floor"], result["floor_images"] = self.floor(len(images), against)
         # the head on the same features: one pass of the body serves all three (float64 holds float32 exactly)
         predictions = self.classifier.head(image_features.float()).argmax(1).cpu()
         num_classes = self.classifier.head.out_features

@@ -1,6 +1,7 @@
 """Sample quality for every family: FID in the feature space of a small classifier, and a class histogram.
 
     python GAN/fid.py VAE/results/samples.pt --data-root ../shared/data     # a tensor written by any sample.py
+    python GAN/fid.py samples.pt --data-root ../shared/data --against validation   # to choose settings on
 
 With a samples.labels.pt beside the tensor (GAN/sample.py writes one for conditional models), it also
 reports how often the classifier names the requested class.
@@ -22,7 +23,10 @@ from GAN.evaluate import SampleScorer
 def main():
     parser = argparse.ArgumentParser(description="FID and class histogram of generated images (a .pt from sample.py).")
     parser.add_argument("samples", help="a .pt tensor of float (N, C, H, W) images in [0, 1], e.g. from sample.py --out x.pt")
-    parser.add_argument("--dataset", default="mnist", help="the real data to compare with (its test set)")
+    parser.add_argument("--dataset", default="mnist", help="the real data to compare with")
+    parser.add_argument("--against", default="test", choices=["test", "validation"],
+                        help="the test set (the figure to report), or the validation split: the last 10,000 "
+                             "training images, which the classifier never saw, to choose settings on")
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1] / "data"))
     parser.add_argument("--image-size", type=int, default=None, help="the classifier's input size; None: the dataset's own")
     args = parser.parse_args()
@@ -35,9 +39,10 @@ def main():
         scorer = SampleScorer(args.dataset, args.data_root, args.image_size)
         labels_path = Path(args.samples).with_suffix(".labels.pt")
         labels = torch.load(labels_path, weights_only=True) if labels_path.is_file() else None
-        result = scorer.score(images, labels)
-        print(f"{len(images)} samples: FID {result['fid']:.4f} (floor {result['floor']:.4f}: "
-              f"{result['floor_images']} held-out real images; {result['fid'] / result['floor']:.2f}x the floor)")
+        result = scorer.score(images, labels, args.against)
+        floor_source = "held-out training" if args.against == "test" else "test"
+        print(f"{len(images)} samples against the {args.against} images: FID {result['fid']:.4f} (floor {result['floor']:.4f}: "
+              f"{result['floor_images']} {floor_source} images; {result['fid'] / result['floor']:.2f}x the floor)")
         print("class histogram: " + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["shares"])))
         if labels is not None:
             print(f"requested class recognised in {result['accuracy']:.2%} of the samples; per class: "

@@ -195,6 +195,12 @@ def test_classifier_never_sees_the_held_out_images_and_the_floor_uses_as_many_of
         assert used == min(count, 8) and floor == pytest.approx(expected)
     result = scorer.score(test_images[:5].float() / 255)
     assert (result["floor"], result["floor_images"]) == scorer.floor(5)
+    # against the validation split (to choose settings on): the held-out images score 0, the test images are its floor
+    assert scorer.score(held_out.float() / 255, against="validation")["fid"] == pytest.approx(0.0, abs=1e-4)
+    floor, used = scorer.floor(5, against="validation")
+    assert used == 5 and floor == pytest.approx(frechet_distance(features(scorer.classifier, test_images[:5].float() / 255),
+                                                                 features(scorer.classifier, held_out.float() / 255)))
+    assert scorer.score(test_images[:5].float() / 255, against="validation")["fid"] == pytest.approx(floor)
 
 
 def test_training_the_classifier_touches_no_global_random_state(mnist_root, monkeypatch):
@@ -403,7 +409,9 @@ def test_fid_script_scores_a_sample_file(mnist_root, tmp_path, monkeypatch, caps
     torch.save(torch.rand(30, 1, 32, 32), tmp_path / "samples.pt")
     run_main(fid_script, monkeypatch, str(tmp_path / "samples.pt"), "--data-root", str(mnist_root))
     output = capsys.readouterr().out
-    assert "30 samples: FID" in output and "class histogram: 0:" in output
+    assert "30 samples against the test images: FID" in output and "class histogram: 0:" in output
+    run_main(fid_script, monkeypatch, str(tmp_path / "samples.pt"), "--data-root", str(mnist_root), "--against", "validation")
+    assert "30 samples against the validation images: FID" in capsys.readouterr().out
     torch.save({"not": "images"}, tmp_path / "bad.pt")
     assert "image tensor" in error_of(fid_script, monkeypatch, str(tmp_path / "bad.pt"), "--data-root", str(mnist_root))
 
