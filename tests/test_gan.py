@@ -19,7 +19,7 @@ from GAN import model as gan_model
 from GAN import sample as gan_sample
 from GAN import train as gan_train
 from GAN.model import ACGAN, CGAN, GAN, MODELS, InfoGAN, make_gan
-from test_vae_train import error_of, interrupt_after_the_first_epoch, run_main
+from test_vae_train import error_of, run_main, straight_and_resumed
 
 
 @pytest.mark.parametrize("channels, size", [(1, 32), (3, 32), (1, 64), (3, 64)])
@@ -361,14 +361,7 @@ def test_cosine_schedule_anneals_both_learning_rates_and_a_resumed_run_follows_i
     common = ["--dataset", "fake", "--data-root", str(tmp_path), "--batch-size", "32", "--width", "8", "--device", "cpu",
               "--fid-every", "0", "--fid-samples", "0", "--epochs", "2", "--lr", "2e-4", "--g-lr", "4e-4",
               "--lr-schedule", "cosine"]
-    run_main(gan_train, monkeypatch, *common, "--out", str(tmp_path / "straight"))
-    from common import utils
-    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
-    with pytest.raises(SystemExit):
-        run_main(gan_train, monkeypatch, *common, "--out", str(tmp_path / "resumed"))
-    monkeypatch.setattr(utils, "write_csv", real_write_csv)
-    run_main(gan_train, monkeypatch, "--resume", str(tmp_path / "resumed" / "checkpoint.pt"), "--epochs", "2")
-    straight, resumed = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("straight", "resumed"))
+    straight, resumed = straight_and_resumed(gan_train, monkeypatch, tmp_path, *common)
     d_lr = straight["d_optimizer"]["param_groups"][0]["lr"]
     assert 0 < d_lr < 2e-4 * 0.05  # the last step's, near the end of the curve
     assert straight["g_optimizer"]["param_groups"][0]["lr"] == pytest.approx(2 * d_lr)  # G keeps its own lr's ratio

@@ -30,6 +30,19 @@ def interrupt_after_the_first_epoch(monkeypatch):
     return real_write_csv
 
 
+def straight_and_resumed(module, monkeypatch, tmp_path, *argv):
+    """Trains `argv` (two epochs) once straight through and once stopped after epoch 1 and resumed; returns
+    both final checkpoints, (straight, resumed), for a test to compare."""
+    run_main(module, monkeypatch, *argv, "--out", str(tmp_path / "straight"))
+    from common import utils
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit):
+        run_main(module, monkeypatch, *argv, "--out", str(tmp_path / "resumed"))
+    monkeypatch.setattr(utils, "write_csv", real_write_csv)
+    run_main(module, monkeypatch, "--resume", str(tmp_path / "resumed" / "checkpoint.pt"), "--epochs", "2")
+    return tuple(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True) for name in ("straight", "resumed"))
+
+
 def error_of(module, monkeypatch, *argv):
     """The one-line message a bad input ends with (sys.exit's argument)."""
     with pytest.raises(SystemExit) as exit_info:
@@ -258,17 +271,9 @@ def test_cosine_schedule_falls_from_lr_to_zero_and_a_resumed_run_follows_it(tmp_
     assert all(later < earlier for earlier, later in zip(factors, factors[1:]))
     assert lr_factor(vae_train.make_parser().parse_args(common), 2, 10, 10) == 1  # constant
 
-    cosine = [*common, "--lr-schedule", "cosine"]
-    run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "straight"))
-    from common import utils
-    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
-    with pytest.raises(SystemExit):
-        run_main(vae_train, monkeypatch, *cosine, "--out", str(tmp_path / "resumed"))
-    monkeypatch.setattr(utils, "write_csv", real_write_csv)
-    run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "resumed" / "checkpoint.pt"), "--epochs", "2")
+    straight, resumed = straight_and_resumed(vae_train, monkeypatch, tmp_path, *common, "--lr-schedule", "cosine")
     run_main(vae_train, monkeypatch, *common, "--out", str(tmp_path / "constant"))
-    straight, resumed, constant = (torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
-                                   for name in ("straight", "resumed", "constant"))
+    constant = torch.load(tmp_path / "constant" / "checkpoint.pt", weights_only=True)
     assert 0 < straight["optimizer"]["param_groups"][0]["lr"] < 0.002 * 0.05  # the last step's
     assert constant["optimizer"]["param_groups"][0]["lr"] == 0.002
     for name, tensor in straight["model"].items():
