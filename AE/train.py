@@ -35,10 +35,10 @@ from torchvision.utils import save_image
 
 from common.data import Batches, load_dataset, original_area
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
-from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device, create_run_folder,
-                          data_parallel, describe_batch, join_process_group, lr_factor, main_process_first,
-                          mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything, share_random_state,
-                          speed_flags_for, start_run, stopped_by)
+from common.utils import (NON_NEGATIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
+                          create_run_folder, data_parallel, describe_batch, join_process_group, lr_factor,
+                          main_process_first, mean_over_processes, print_progress, restore_run, run_training,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from AE.model import PCA, make_autoencoder
 
 HERE = Path(__file__).resolve().parent

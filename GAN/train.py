@@ -44,8 +44,8 @@ from common.data import Batches, load_dataset, split_training_set
 from common.figures import save_curves, save_training_gif
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
                           create_run_folder, data_parallel, describe_batch, join_process_group, lr_factor,
-                          main_process_first, mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
-                          share_random_state, speed_flags_for, start_run, stopped_by)
+                          main_process_first, mean_over_processes, print_progress, restore_run, run_training,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, watch, watched_columns
 from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
 

@@ -32,8 +32,8 @@ from common.data import Batches, load_dataset, original_area, split_training_set
 from common.figures import interpolation_pairs, pca, save_curves, save_scatter, save_training_gif, tsne
 from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, checkpoint_state, choose_device,
                           create_run_folder, data_parallel, describe_batch, join_process_group, lr_factor,
-                          main_process_first, mean_over_processes, print_progress, restore_run, run_training, save_epoch, seed_everything,
-                          share_random_state, speed_flags_for, start_run, stopped_by)
+                          main_process_first, mean_over_processes, print_progress, restore_run, run_training,
+                          save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from VAE.model import VAE, binarize_once
 
 HERE = Path(__file__).resolve().parent
