@@ -64,7 +64,7 @@ for seed in 0 1 2; do
 done
 train VAE conv-z20 --arch conv
 for seed in $(quick_or 0 "0 1 2"); do
-    train VAE conv-z20-d2-cosine-seed$seed --arch conv --decoder-depth 2 --batch-size 64 --lr-schedule cosine --seed $seed
+    train VAE conv-z20-d3-cosine-seed$seed --arch conv --decoder-depth 3 --batch-size 64 --lr-schedule cosine --seed $seed
 done
 train VAE conv-z20-binarized --arch conv --binarize
 step VAE/results/$NAME/conv-z20-binarized-nll.txt python VAE/evaluate.py VAE/results/$NAME/conv-z20-binarized/checkpoint.pt \
