@@ -306,9 +306,10 @@ class InfoGAN(GAN):
 
     keeps c readable from the image, so c1 tends to take the digit class. With Q a categorical for c1 and
     a unit-variance Gaussian with mean mu_i for each continuous c_i, both players minimise, weighted by
-    lambda = information_weight:
+    lambda = information_weight, with gamma = continuous_weight on the continuous codes' part (the paper
+    gives the continuous codes their own, typically smaller, lambda):
 
-        L_D += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2 + const)   and the same term in L_G.
+        L_D += lambda (CE(Q_1, c1) + gamma sum_i (c_i - mu_i)^2 / 2 + const)   and the same term in L_G.
 
     Two choices of ours, not the paper's (docs/results.md measures them):
     - In D's step, Q reads the body's features detached: Q learns from them but does not shape them, so
@@ -322,9 +323,10 @@ class InfoGAN(GAN):
     """
 
     def __init__(self, image_shape=(1, 32, 32), num_classes=10, continuous_codes=2, information_weight=1.0,
-                 category_scale=2.0, q_trains_body=False, **options):
+                 continuous_weight=1.0, category_scale=2.0, q_trains_body=False, **options):
         self.num_classes, self.continuous_codes = num_classes, continuous_codes
-        self.information_weight, self.category_scale = information_weight, category_scale
+        self.information_weight, self.continuous_weight = information_weight, continuous_weight
+        self.category_scale = category_scale
         self.detach_auxiliary_in_d_step = not q_trains_body
         code_dim = num_classes + continuous_codes
         super().__init__(image_shape, code_dim=code_dim, auxiliary_outputs=code_dim, **options)
@@ -346,22 +348,23 @@ class InfoGAN(GAN):
         return torch.cat([z, category, codes["continuous"]], 1)                            # (B, latent + 10 + 2)
 
     def auxiliary_loss(self, fake_q, codes, real_auxiliary=None, real_labels=None):
-        information = self.information_loss(fake_q, codes)
-        # L_D (and L_G) += lambda (CE(Q_1, c1) + sum_i (c_i - mu_i)^2 / 2 + const)
-        total = self.information_weight * information
+        categorical, gaussian = self.information_loss(fake_q, codes)
+        # L_D (and L_G) += lambda (CE(Q_1, c1) + gamma sum_i (c_i - mu_i)^2 / 2 + const)
+        total = self.information_weight * (categorical + self.continuous_weight * gaussian)
         if real_auxiliary is None:
             return total, {}
-        # L_I = H(c) - that loss, with H(c) = log 10 + 2 log 2 for Cat(10) and two U(-1, 1): the bound on I(c; G(z, c))
-        bound = math.log(self.num_classes) + self.continuous_codes * math.log(2) - information
+        # L_I = H(c) - the unweighted loss, with H(c) = log 10 + 2 log 2 for Cat(10) and two U(-1, 1): the bound on I(c; G(z, c))
+        bound = math.log(self.num_classes) + self.continuous_codes * math.log(2) - (categorical + gaussian)
         return total, {"information_bound": bound}
 
     def information_loss(self, q_output, codes):
-        """-E[log Q(c | G(z, c))] in nats per image: Q is a categorical over c1 (the first num_classes outputs)
-        and a unit-variance Gaussian with mean mu_i over each continuous c_i (the rest)."""
+        """-E[log Q(c | G(z, c))] in nats per image, as its two parts (c1's, the continuous codes'): Q is a
+        categorical over c1 (the first num_classes outputs) and a unit-variance Gaussian with mean mu_i over
+        each continuous c_i (the rest)."""
         logits, means = q_output[:, :self.num_classes], q_output[:, self.num_classes:]
         # -log N(c_i; mu_i, 1) = (c_i - mu_i)^2 / 2 + log(2 pi) / 2
         gaussian = ((codes["continuous"] - means) ** 2 / 2 + math.log(2 * math.pi) / 2).sum(1)
-        return F.cross_entropy(logits, codes["labels"]) + gaussian.mean()
+        return F.cross_entropy(logits, codes["labels"]), gaussian.mean()
 
     @torch.no_grad()
     def encode_category(self, images):

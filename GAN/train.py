@@ -80,6 +80,8 @@ def make_parser():
                              "1e-3 against D's 2e-4 (its paper's setting)")
     parser.add_argument("--code-weight", type=float, default=1.0,
                         help="weight of ACGAN's class loss and of InfoGAN's information loss (lambda)")
+    parser.add_argument("--continuous-weight", type=float, default=1.0,
+                        help="infogan: weight of the continuous codes' information term, relative to c1's (gamma)")
     parser.add_argument("--category-scale", type=float, default=2.0,
                         help="infogan: c1 enters G as a one-hot times this (1: the paper; 2 lets c1 take the digit sooner)")
     parser.add_argument("--q-trains-body", action="store_true",
@@ -107,8 +109,9 @@ def train(args):
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
-        g_lr=POSITIVE, code_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, n_critic=POSITIVE,
-        clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
+        g_lr=POSITIVE, code_weight=NON_NEGATIVE, continuous_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE,
+        n_critic=POSITIVE, clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE,
+        fid_samples=NON_NEGATIVE))
     if args.ema >= 1:
         raise InputError(f"--ema is a decay below 1 (0.999 averages over about 1,000 G steps), not {args.ema}")
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
@@ -137,7 +140,7 @@ def train(args):
     model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),
                      "acgan": dict(num_classes=num_classes, class_weight=args.code_weight),
                      "infogan": dict(num_classes=num_classes, information_weight=args.code_weight,
-                                     category_scale=args.category_scale, q_trains_body=args.q_trains_body)}[args.model]
+                                     continuous_weight=args.continuous_weight, category_scale=args.category_scale, q_trains_body=args.q_trains_body)}[args.model]
     model = make_gan(**model_config).to(device, memory_format=memory_format)
     fused = device.type in ("cpu", "cuda")
     if settings["optimizer"] == "Adam":

@@ -371,13 +371,16 @@ def test_cosine_schedule_anneals_both_learning_rates_and_a_resumed_run_follows_i
 def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
-             "--batch-size", "32", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0")
+             "--batch-size", "32", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0",
+             "--continuous-weight", "0.5")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
     del checkpoint["args"]["category_scale"], checkpoint["args"]["q_trains_body"]  # as written before these flags existed
     torch.save(checkpoint, out / "checkpoint.pt")
     run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 2.0 and resumed["args"]["q_trains_body"] is False
+    assert resumed["args"]["continuous_weight"] == resumed["model_config"]["continuous_weight"] == 0.5
 
 
 def test_sample_script_writes_images_in_zero_one(tmp_path, monkeypatch):
@@ -465,11 +468,31 @@ def test_information_loss_matches_a_hand_computed_value():
     codes = {"labels": torch.tensor([0]), "continuous": torch.tensor([[1.0, 0.0]])}
     categorical = -math.log(math.e / (math.e + 2))          # -log softmax(1, 0, 0)[0]
     gaussian = (0.5 ** 2 / 2 + 0.5 ** 2 / 2) + math.log(2 * math.pi)  # two unit Gaussians' -log densities
-    assert model.information_loss(q_output, codes).item() == pytest.approx(categorical + gaussian, rel=1e-6)
+    categorical_part, gaussian_part = model.information_loss(q_output, codes)
+    assert (categorical_part.item(), gaussian_part.item()) == pytest.approx((categorical, gaussian), rel=1e-6)
     fixed_discriminator(model, (torch.zeros(1), torch.zeros(1)), (q_output, q_output))
     parts = model.discriminator_loss(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), None, codes)
     bound = math.log(3) + 2 * math.log(2) - (categorical + gaussian)  # L_I = H(c) - the loss
     assert parts["information_bound"].item() == pytest.approx(bound, rel=1e-6)
+
+
+def test_continuous_weight_scales_only_the_continuous_codes_term_and_not_the_bound():
+    q_output = torch.tensor([[1.0, 0.0, 0.0, 0.5, -0.5]])
+    codes = {"labels": torch.tensor([0]), "continuous": torch.tensor([[1.0, 0.0]])}
+    categorical = -math.log(math.e / (math.e + 2))
+    gaussian = (0.5 ** 2 / 2 + 0.5 ** 2 / 2) + math.log(2 * math.pi)
+    gan_part = 2 * math.log(2)  # D's scores of 0 on both batches: log 2 each
+    for information_weight, continuous_weight in [(1.0, 1.0), (2.0, 0.1), (0.5, 4.0)]:
+        model = InfoGAN((1, 32, 32), width=8, num_classes=3, continuous_codes=2,
+                        information_weight=information_weight, continuous_weight=continuous_weight)
+        fixed_discriminator(model, (torch.zeros(1), torch.zeros(1)), (q_output, q_output))
+        parts = model.discriminator_loss(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32), None, codes)
+        weighted = information_weight * (categorical + continuous_weight * gaussian)  # lambda (CE + gamma Gaussian)
+        assert parts["total"].item() == pytest.approx(gan_part + weighted, rel=1e-6)
+        assert parts["information_bound"].item() == pytest.approx(math.log(3) + 2 * math.log(2) - categorical - gaussian,
+                                                                   rel=1e-6)
+        g_total = model.generator_loss(torch.zeros(1, 1, 32, 32), codes)["total"]
+        assert g_total.item() == pytest.approx(math.log(2) + weighted, rel=1e-6)
 
 
 def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
@@ -482,7 +505,7 @@ def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.auxiliary.parameters())
     model.zero_grad(set_to_none=True)
     fake = model.generate(model.noise(4), codes)
-    model.information_loss(model.discriminator(fake)[1], codes).backward()                # G's step: through the body to G
+    sum(model.information_loss(model.discriminator(fake)[1], codes)).backward()           # G's step: through the body to G
     assert all(p.grad is not None for p in model.discriminator.features.parameters())
     assert model.generator.net[1].weight.grad.abs().sum() > 0
 
