@@ -294,6 +294,9 @@ def test_smoke_run_of_each_loss(loss, tmp_path, fake_root, capsys, monkeypatch):
     out = tmp_path / "run"
     ema = [] if loss == "gan" else ["--ema", "0"]  # the averaged G's extra FID once is enough
     assert "FID of 200 samples" in smoke_run(fake_root, out, capsys, monkeypatch, "--loss", loss, *ema)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    d_lr, g_lr = (checkpoint[name]["param_groups"][0]["lr"] for name in ["d_optimizer", "g_optimizer"])
+    assert (d_lr, g_lr) == {"gan": (2e-4, 4e-4), "wgan": (5e-5, 5e-5), "wgan-gp": (1e-4, 1e-4)}[loss]  # G at twice D's lr: gan only
     for name in ["log.csv", "fid.csv", "checkpoint.pt", "frames/samples_002.png", "samples.png", "training.gif",
                  "loss_curves.png", "fid_curve.png"]:
         assert (out / name).is_file(), name
@@ -570,6 +573,8 @@ def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsy
         assert checkpoint["g_optimizer"]["param_groups"][0]["lr"] == 1e-3
     else:
         assert "requested class" in printed and "accuracy_9" in fid_row[0]
+        checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # DCGAN's one rate for both networks
+        assert checkpoint["d_optimizer"]["param_groups"][0]["lr"] == checkpoint["g_optimizer"]["param_groups"][0]["lr"] == 2e-4
     for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
         assert (out / name).is_file(), name
 
