@@ -85,7 +85,9 @@ train AE linear-n32 --latent-dim 32 --epochs 30
 
 # ---- GAN (README: GAN and conditional tables) ----
 train GAN dcgan-10 --epochs 10
-train GAN dcgan-20 --epochs 20 --fid-every 1
+for seed in $(quick_or 0 "0 1 2"); do
+    train GAN dcgan-20-seed$seed --epochs 20 --fid-every 1 --seed $seed
+done
 train GAN wgan-gp-50 --epochs 50 --loss wgan-gp
 train GAN wgan-50 --epochs 50 --loss wgan
 train GAN cgan-10 --model cgan --epochs 10
