@@ -243,10 +243,12 @@ def train(args):
             print(f"warning: epoch {epoch}: {trouble}")
 
         # ---- evaluate: FID of 2,000 samples, cheap enough to watch quality over training ----
+        # The same 2,000 noise vectors every epoch (seeded by --seed): fresh ones would move a frozen G's FID by
+        # up to 30% (docs/results.md), more than the epochs differ, so the curve would show the draw, not G.
         model.eval()
         row |= dict.fromkeys(watched_columns(model), "")
         if scorer and args.fid_every and (epoch % args.fid_every == 0 or epoch == args.epochs):
-            row |= watch(model, scorer, args.batch_size * 16, epoch, validation_set)
+            row |= watch(model, scorer, args.batch_size * 16, args.seed, validation_set)
         print(f"epoch {epoch}/{args.epochs} | " + " | ".join(f"{name} {value:.4g}" for name, value in row.items()
                                                             if name != "epoch" and value != "")
               + f" | {seconds:.1f} s, {len(batches) * args.batch_size / seconds:,.0f} img/s")
