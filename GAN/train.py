@@ -99,7 +99,8 @@ def make_parser():
                         help="decay of the moving average of G's weights that samples, FID and pictures come from "
                              "(Yazici et al.); 0: sample the live G. The first G steps use (1 + t) / (10 + t) when that "
                              "is smaller, so a decay d takes over after (10 d - 1) / (1 - d) steps: 8,991 for 0.999")
-    parser.add_argument("--fid-every", type=int, default=5, help="log the FID of 2,000 samples every this many epochs (0: never)")
+    parser.add_argument("--fid-every", type=int, default=5,
+                        help="log the FID of 2,000 samples, the same noise each time, every this many epochs (0: never)")
     parser.add_argument("--fid-samples", type=int, default=10_000, help="samples for the FID at the end of the run (0: none)")
     return parser
 

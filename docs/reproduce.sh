@@ -88,6 +88,12 @@ train GAN dcgan-10 --epochs 10
 for seed in $(quick_or 0 "0 1 2"); do
     train GAN dcgan-20-seed$seed --epochs 20 --fid-every 1 --seed $seed
 done
+# The 2,000-sample FID's own noise (docs/results.md): one frozen G, ten fresh draws of 2,000 samples
+for draw in $(quick_or 100 "$(seq 100 109)"); do
+    step GAN/results/$NAME/dcgan-20-seed0-draw$draw-sample.txt python GAN/sample.py GAN/results/$NAME/dcgan-20-seed0/checkpoint.pt \
+        --num 2000 --seed $draw --out GAN/results/$NAME/dcgan-20-seed0-draw.pt
+    step GAN/results/$NAME/dcgan-20-seed0-draw$draw-fid.txt python GAN/fid.py GAN/results/$NAME/dcgan-20-seed0-draw.pt --data-root "$DATA"
+done
 train GAN wgan-gp-50 --epochs 50 --loss wgan-gp
 train GAN wgan-50 --epochs 50 --loss wgan
 train GAN cgan-10 --model cgan --epochs 10
