@@ -278,6 +278,12 @@ def smoke_run(root, out, capsys, monkeypatch, *flags):
     return capsys.readouterr().out
 
 
+def learning_rates(out):
+    """D's and G's learning rates, as the run's checkpoint saved them with the optimizers."""
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    return tuple(checkpoint[name]["param_groups"][0]["lr"] for name in ["d_optimizer", "g_optimizer"])
+
+
 def test_command_line_runs_from_another_directory(tmp_path, fake_root):
     # The one subprocess run: the command exactly as a user types it, from a folder that is not the repository.
     out = tmp_path / "run"
@@ -294,8 +300,7 @@ def test_smoke_run_of_each_loss(loss, tmp_path, fake_root, capsys, monkeypatch):
     out = tmp_path / "run"
     ema = [] if loss == "gan" else ["--ema", "0"]  # the averaged G's extra FID once is enough
     assert "FID of 200 samples" in smoke_run(fake_root, out, capsys, monkeypatch, "--loss", loss, *ema)
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
-    d_lr, g_lr = (checkpoint[name]["param_groups"][0]["lr"] for name in ["d_optimizer", "g_optimizer"])
+    d_lr, g_lr = learning_rates(out)
     assert (d_lr, g_lr) == {"gan": (2e-4, 4e-4), "wgan": (5e-5, 5e-5), "wgan-gp": (1e-4, 1e-4)}[loss]  # G at twice D's lr: gan only
     for name in ["log.csv", "fid.csv", "checkpoint.pt", "frames/samples_002.png", "samples.png", "training.gif",
                  "loss_curves.png", "fid_curve.png"]:
@@ -575,8 +580,7 @@ def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsy
     out = tmp_path / "run"
     printed = smoke_run(fake_root, out, capsys, monkeypatch, "--model", variant, "--ema", "0")
     fid_row = (out / "fid.csv").read_text().splitlines()
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
-    d_lr, g_lr = (checkpoint[name]["param_groups"][0]["lr"] for name in ["d_optimizer", "g_optimizer"])
+    d_lr, g_lr = learning_rates(out)
     if variant == "infogan":
         assert "best one-to-one map" in printed and "cluster_accuracy" in fid_row[0] and "digit_of_c1" in fid_row[0]
         assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
