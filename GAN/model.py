@@ -46,14 +46,23 @@ LOSSES = ("gan", "wgan", "wgan-gp")
 
 class Generator(nn.Module):
     """input (B, input_dim) -> image (B, C, S, S) in [-1, 1]: input is z, or z joined to a code.
-    Shape comments are for 32x32 and width w."""
+    Shape comments are for 32x32 and width w.
 
-    def __init__(self, input_dim=100, channels=1, image_size=32, width=64):
+    hidden > 0 puts a fully connected layer of that many units (BatchNorm, ReLU) before the convolutions,
+    as InfoGAN's MNIST generator has (1024, Table 1 of its paper): the code then chooses the 4x4 map
+    through a hidden layer, not as one linear term added to z's.
+    """
+
+    def __init__(self, input_dim=100, channels=1, image_size=32, width=64, hidden=0):
         super().__init__()
         doublings = num_halvings(image_size)                  # 4 -> S: 3 doublings at 32 px, 4 at 64 px
         top = width * 2 ** (doublings - 1)
-        layers = [nn.Unflatten(1, (input_dim, 1, 1)),           # (B, input, 1, 1)
-                  nn.ConvTranspose2d(input_dim, top, 4, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # (B, 4w, 4, 4)
+        layers = []
+        if hidden:
+            layers = [nn.Linear(input_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]  # (B, hidden)
+            input_dim = hidden
+        layers += [nn.Unflatten(1, (input_dim, 1, 1)),          # (B, input, 1, 1)
+                   nn.ConvTranspose2d(input_dim, top, 4, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # (B, 4w, 4, 4)
         for i in range(doublings - 1):                         # (B, 2w, 8, 8) (B, w, 16, 16)
             layers.append(UpBlock(top // 2 ** i, top // 2 ** (i + 1)))
         layers += [nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh()]  # (B, C, 32, 32)
@@ -109,7 +118,7 @@ def init_dcgan_weights(module):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -124,13 +133,14 @@ class GAN(nn.Module):
     detach_auxiliary_in_d_step = False
 
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
-                 clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0, ema_decay=0.0):
+                 clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0, ema_decay=0.0,
+                 generator_hidden=0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
         channels, size, _ = image_shape
         self.latent_dim, self.loss_type, self.clip, self.gp_weight = latent_dim, loss, clip, gp_weight
-        self.generator = Generator(latent_dim + code_dim, channels, size, width)
+        self.generator = Generator(latent_dim + code_dim, channels, size, width, generator_hidden)
         self.discriminator = Discriminator(channels, size, width, batch_norm=loss != "wgan-gp", downsample=downsample,
                                            auxiliary_outputs=auxiliary_outputs, label_planes=label_planes)
         self.apply(init_dcgan_weights)
