@@ -34,6 +34,16 @@ def test_shapes(channels, size, loss):
     assert model.sample(3).min() >= 0  # sample() maps to [0, 1]
 
 
+def test_generator_hidden_layer_comes_before_the_convolutions():
+    plain, hidden = GAN(latent_dim=8, width=8), InfoGAN(latent_dim=8, width=8, generator_hidden=16)
+    assert not any(isinstance(m, nn.Linear) for m in plain.generator.modules())
+    first, norm = hidden.generator.net[:2]
+    assert isinstance(first, nn.Linear) and (first.in_features, first.out_features) == (8 + 10 + 2, 16)  # z, c1, c2, c3
+    assert isinstance(norm, nn.BatchNorm1d) and hidden.generator.net[4].in_channels == 16
+    assert hidden.sample(3).shape == (3, 1, 32, 32)
+    assert abs(first.weight.std().item() - 0.02) < 0.005  # DCGAN's initialisation reaches it too
+
+
 def test_maxpool_discriminator_and_critic_without_batchnorm():
     model = GAN((1, 32, 32), width=8, downsample="maxpool", loss="wgan-gp")
     assert any(isinstance(m, nn.MaxPool2d) for m in model.discriminator.modules())
@@ -393,11 +403,14 @@ def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path,
              "--continuous-weight", "0.5")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
-    del checkpoint["args"]["category_scale"], checkpoint["args"]["q_trains_body"]  # as written before these flags existed
+    for flag in ("category_scale", "q_trains_body", "g_hidden"):  # as written before these flags existed
+        del checkpoint["args"][flag]
+    del checkpoint["model_config"]["generator_hidden"]
     torch.save(checkpoint, out / "checkpoint.pt")
     run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 2.0 and resumed["args"]["q_trains_body"] is False
+    assert resumed["args"]["g_hidden"] == resumed["model_config"]["generator_hidden"] == 0
     assert resumed["args"]["continuous_weight"] == resumed["model_config"]["continuous_weight"] == 0.5
 
 
