@@ -82,7 +82,7 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, channels=1, image_size=32, width=64, batch_norm=True, downsample="stride", auxiliary_outputs=0,
-                 label_planes=0):
+                 label_planes=0, hidden=0):
         super().__init__()
         self.label_planes = label_planes
         halvings = num_halvings(image_size)
@@ -90,10 +90,15 @@ class Discriminator(nn.Module):
         blocks = [DownBlock(channels + label_planes, width, batch_norm=False, downsample=downsample)]  # (B, w, 16, 16)
         for i in range(halvings - 1):                                                    # (B, 2w, 8, 8) (B, 4w, 4, 4)
             blocks.append(DownBlock(width * 2 ** i, width * 2 ** (i + 1), batch_norm, downsample))
-        self.features = nn.Sequential(*blocks)
         top = width * 2 ** (halvings - 1)
         self.score = nn.Conv2d(top, 1, 4)                                                # (B, 1, 1, 1)
-        self.auxiliary = nn.Sequential(nn.Flatten(), nn.Linear(top * 4 * 4, 128), nn.LeakyReLU(0.2),  # (B, 128)
+        feature_size = top * 4 * 4
+        if hidden:  # InfoGAN's MNIST D: a fully connected layer after the convolutions, which Q shares
+            blocks += [nn.Flatten(), nn.Linear(feature_size, hidden), *([nn.BatchNorm1d(hidden)] if batch_norm else []),
+                       nn.LeakyReLU(0.2)]                                                  # (B, hidden)
+            self.score, feature_size = nn.Linear(hidden, 1), hidden                        # (B, 1)
+        self.features = nn.Sequential(*blocks)
+        self.auxiliary = nn.Sequential(nn.Flatten(), nn.Linear(feature_size, 128), nn.LeakyReLU(0.2),  # (B, 128)
                                        nn.Linear(128, auxiliary_outputs)) if auxiliary_outputs else None  # (B, K)
 
     def forward(self, images, labels=None, detach_auxiliary=False):
@@ -134,7 +139,7 @@ class GAN(nn.Module):
 
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
                  clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0, ema_decay=0.0,
-                 generator_hidden=0):
+                 generator_hidden=0, discriminator_hidden=0):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
@@ -142,7 +147,8 @@ class GAN(nn.Module):
         self.latent_dim, self.loss_type, self.clip, self.gp_weight = latent_dim, loss, clip, gp_weight
         self.generator = Generator(latent_dim + code_dim, channels, size, width, generator_hidden)
         self.discriminator = Discriminator(channels, size, width, batch_norm=loss != "wgan-gp", downsample=downsample,
-                                           auxiliary_outputs=auxiliary_outputs, label_planes=label_planes)
+                                           auxiliary_outputs=auxiliary_outputs, label_planes=label_planes,
+                                           hidden=discriminator_hidden)
         self.apply(init_dcgan_weights)
         self.ema_decay = ema_decay
         self.averaged_generator = None

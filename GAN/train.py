@@ -93,6 +93,9 @@ def make_parser():
     parser.add_argument("--g-hidden", type=int, default=0,
                         help="units of a fully connected layer at the start of G, before its convolutions (0: none; "
                              "InfoGAN's MNIST generator has 1024)")
+    parser.add_argument("--d-hidden", type=int, default=0,
+                        help="units of a fully connected layer at the end of D's body, which Q shares (0: none; "
+                             "InfoGAN's MNIST discriminator has 1024)")
     parser.add_argument("--downsample", default="stride", choices=["stride", "maxpool"],
                         help="how the discriminator halves the resolution: strided 4x4 conv, or 3x3 conv + 2x2 max-pool")
     parser.add_argument("--n-critic", type=int, default=None, help="D steps per G step; None: the loss's default (below)")
@@ -114,7 +117,7 @@ def train(args):
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
-        g_lr=POSITIVE, code_weight=NON_NEGATIVE, continuous_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, g_hidden=NON_NEGATIVE,
+        g_lr=POSITIVE, code_weight=NON_NEGATIVE, continuous_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, g_hidden=NON_NEGATIVE, d_hidden=NON_NEGATIVE,
         n_critic=POSITIVE, clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE,
         fid_samples=NON_NEGATIVE))
     if args.ema >= 1:
@@ -140,7 +143,8 @@ def train(args):
         raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(model=args.model, image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim,
-                        width=args.width, generator_hidden=args.g_hidden, loss=args.loss, downsample=args.downsample,
+                        width=args.width, generator_hidden=args.g_hidden,
+                        discriminator_hidden=args.d_hidden, loss=args.loss, downsample=args.downsample,
                         clip=args.clip, gp_weight=args.gp_weight, ema_decay=args.ema)
     model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),
                      "acgan": dict(num_classes=num_classes, class_weight=args.code_weight),
