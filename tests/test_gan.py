@@ -44,6 +44,18 @@ def test_generator_hidden_layer_comes_before_the_convolutions():
     assert abs(first.weight.std().item() - 0.02) < 0.005  # DCGAN's initialisation reaches it too
 
 
+@pytest.mark.parametrize("loss", gan_model.LOSSES)
+def test_discriminator_hidden_layer_is_shared_by_the_score_and_q(loss):
+    model = InfoGAN(width=8, loss=loss, discriminator_hidden=16)
+    layer = model.discriminator.features[-2 if loss == "wgan-gp" else -3]
+    assert isinstance(layer, nn.Linear) and layer.out_features == 16
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.discriminator.features) == (loss != "wgan-gp")  # per-sample penalty
+    assert model.discriminator.score.in_features == 16 and model.discriminator.auxiliary[1].in_features == 16
+    score, q = model.discriminator(model.sample(3) * 2 - 1)
+    assert score.shape == (3,) and q.shape == (3, 12)
+    assert layer.weight in set(model.discriminator.critic_parameters())  # clipped, for wgan, like the rest of the body
+
+
 def test_maxpool_discriminator_and_critic_without_batchnorm():
     model = GAN((1, 32, 32), width=8, downsample="maxpool", loss="wgan-gp")
     assert any(isinstance(m, nn.MaxPool2d) for m in model.discriminator.modules())
@@ -403,14 +415,15 @@ def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path,
              "--continuous-weight", "0.5")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
-    for flag in ("category_scale", "q_trains_body", "g_hidden"):  # as written before these flags existed
+    for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden"):  # as written before these flags existed
         del checkpoint["args"][flag]
-    del checkpoint["model_config"]["generator_hidden"]
+    del checkpoint["model_config"]["generator_hidden"], checkpoint["model_config"]["discriminator_hidden"]
     torch.save(checkpoint, out / "checkpoint.pt")
     run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 2.0 and resumed["args"]["q_trains_body"] is False
     assert resumed["args"]["g_hidden"] == resumed["model_config"]["generator_hidden"] == 0
+    assert resumed["args"]["d_hidden"] == resumed["model_config"]["discriminator_hidden"] == 0
     assert resumed["args"]["continuous_weight"] == resumed["model_config"]["continuous_weight"] == 0.5
 
 
