@@ -57,10 +57,9 @@ class Generator(nn.Module):
         super().__init__()
         doublings = num_halvings(image_size)                  # 4 -> S: 3 doublings at 32 px, 4 at 64 px
         top = width * 2 ** (doublings - 1)
-        layers = []
-        if hidden:
-            layers = [nn.Linear(input_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()]  # (B, hidden)
-            input_dim = hidden
+        # with hidden > 0: (B, hidden), then that is the input of the convolutions
+        layers = [nn.Linear(input_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU()] if hidden else []
+        input_dim = hidden or input_dim
         layers += [nn.Unflatten(1, (input_dim, 1, 1)),          # (B, input, 1, 1)
                    nn.ConvTranspose2d(input_dim, top, 4, bias=False), nn.BatchNorm2d(top), nn.ReLU()]  # (B, 4w, 4, 4)
         for i in range(doublings - 1):                         # (B, 2w, 8, 8) (B, w, 16, 16)
@@ -77,7 +76,8 @@ class Discriminator(nn.Module):
 
     The score is a logit for the GAN loss, a critic value for the Wasserstein ones. With label_planes > 0
     (CGAN) the labels join the image as that many one-hot planes. `features` is the body up to the 4x4
-    map; `auxiliary`, when auxiliary_outputs > 0, is a second head on that body (ACGAN's class logits,
+    map (with hidden > 0: up to a fully connected layer of that many units after it); `auxiliary`, when
+    auxiliary_outputs > 0, is a second head on that body (ACGAN's class logits,
     InfoGAN's Q).
     """
 
@@ -91,13 +91,12 @@ class Discriminator(nn.Module):
         for i in range(halvings - 1):                                                    # (B, 2w, 8, 8) (B, 4w, 4, 4)
             blocks.append(DownBlock(width * 2 ** i, width * 2 ** (i + 1), batch_norm, downsample))
         top = width * 2 ** (halvings - 1)
-        self.score = nn.Conv2d(top, 1, 4)                                                # (B, 1, 1, 1)
-        feature_size = top * 4 * 4
         if hidden:  # InfoGAN's MNIST D: a fully connected layer after the convolutions, which Q shares
-            blocks += [nn.Flatten(), nn.Linear(feature_size, hidden), *([nn.BatchNorm1d(hidden)] if batch_norm else []),
+            blocks += [nn.Flatten(), nn.Linear(top * 4 * 4, hidden), *([nn.BatchNorm1d(hidden)] if batch_norm else []),
                        nn.LeakyReLU(0.2)]                                                  # (B, hidden)
-            self.score, feature_size = nn.Linear(hidden, 1), hidden                        # (B, 1)
         self.features = nn.Sequential(*blocks)
+        self.score = nn.Linear(hidden, 1) if hidden else nn.Conv2d(top, 1, 4)             # (B, 1) or (B, 1, 1, 1)
+        feature_size = hidden or top * 4 * 4
         self.auxiliary = nn.Sequential(nn.Flatten(), nn.Linear(feature_size, 128), nn.LeakyReLU(0.2),  # (B, 128)
                                        nn.Linear(128, auxiliary_outputs)) if auxiliary_outputs else None  # (B, K)
 

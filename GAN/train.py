@@ -117,9 +117,9 @@ def train(args):
         f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
-        g_lr=POSITIVE, code_weight=NON_NEGATIVE, continuous_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE, g_hidden=NON_NEGATIVE, d_hidden=NON_NEGATIVE,
-        n_critic=POSITIVE, clip=POSITIVE, gp_weight=NON_NEGATIVE, ema=NON_NEGATIVE, fid_every=NON_NEGATIVE,
-        fid_samples=NON_NEGATIVE))
+        g_lr=POSITIVE, code_weight=NON_NEGATIVE, continuous_weight=NON_NEGATIVE, category_scale=POSITIVE, width=POSITIVE,
+        g_hidden=NON_NEGATIVE, d_hidden=NON_NEGATIVE, n_critic=POSITIVE, clip=POSITIVE, gp_weight=NON_NEGATIVE,
+        ema=NON_NEGATIVE, fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
     if args.ema >= 1:
         raise InputError(f"--ema is a decay below 1 (0.999 averages over about 1,000 G steps), not {args.ema}")
     device, rank, world_size = join_process_group(choose_device(args.device))  # (device, 0, 1) without torchrun
