@@ -103,6 +103,9 @@ train GAN acgan-20 --model acgan --epochs 20
 for seed in $(quick_or 0 "0 1 2 3 4"); do
     train GAN infogan-30-seed$seed --model infogan --epochs 30 --seed $seed
 done
+for seed in $(quick_or 0 "0 1 2 3 4"); do
+    train GAN infogan-paper-30-seed$seed --model infogan --epochs 30 --g-hidden 1024 --d-hidden 1024 --category-scale 1 --seed $seed
+done
 
 # ---- Speed (README: Speed): the benchmark, then one process against two under torchrun, on the CPU ----
 step VAE/results/$NAME/benchmark.txt python tests/benchmark.py --data-root "$DATA" --models vae-mlp dcgan dcgan-w64 $(quick_or "--images 1280" "")
