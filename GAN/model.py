@@ -326,19 +326,20 @@ class InfoGAN(GAN):
 
         L_D += lambda (CE(Q_1, c1) + gamma sum_i (c_i - mu_i)^2 / 2 + const)   and the same term in L_G.
 
-    Two choices of ours, not the paper's (docs/results.md measures them):
-    - In D's step, Q reads the body's features detached: Q learns from them but does not shape them, so
-      the body stays a real-vs-fake detector and Q must find c1 in what that detector sees (the digit's
-      shape), not in faint detail the body would learn to pick up for Q alone. In G's step the gradient
-      runs through both. q_trains_body=True is the paper's way: the information loss trains the body too.
-    - c1 enters G as category_scale times a one-hot (1: the paper). A plain one-hot (norm 1) has little
-      say beside z (norm ~ sqrt(62) ~ 8) in G's first layer, so the digit's coarse shape, learnt first,
-      goes to z and c1 is left a style; scaled, c1 competes for the shape from the start. Too large (8)
-      and G ignores z.
+    The paper's MNIST networks add a fully connected layer of 1024 units to G and to D's body
+    (generator_hidden, discriminator_hidden; train.py's defaults for InfoGAN). Two departures from the
+    paper, which together helped the smaller convolutional networks, can be switched on (docs/results.md
+    measures both):
+    - q_trains_body=False: in D's step, Q reads the body's features detached, so Q learns from them but
+      does not shape them (in G's step the gradient runs through both). True is the paper's way: the
+      information loss trains the body too.
+    - category_scale > 1: c1 enters G as that many times a one-hot (1: the paper). A plain one-hot
+      (norm 1) has little say beside z (norm ~ sqrt(62) ~ 8) in a convolutional first layer of G; 8
+      makes G ignore z.
     """
 
     def __init__(self, image_shape=(1, 32, 32), num_classes=10, continuous_codes=2, information_weight=1.0,
-                 continuous_weight=1.0, category_scale=2.0, q_trains_body=False, **options):
+                 continuous_weight=1.0, category_scale=1.0, q_trains_body=True, **options):
         self.num_classes, self.continuous_codes = num_classes, continuous_codes
         self.information_weight, self.continuous_weight = information_weight, continuous_weight
         self.category_scale = category_scale

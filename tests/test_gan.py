@@ -408,11 +408,11 @@ def test_cosine_schedule_anneals_both_learning_rates_and_a_resumed_run_follows_i
     assert all(torch.equal(straight["model"][name], resumed["model"][name]) for name in straight["model"])
 
 
-def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path, monkeypatch):
+def test_a_checkpoint_older_than_a_flag_resumes_as_it_was_trained(tmp_path, monkeypatch):
     out = tmp_path / "run"
     run_main(gan_train, monkeypatch, "--model", "infogan", "--dataset", "fake", "--data-root", str(tmp_path), "--epochs", "1",
              "--batch-size", "32", "--width", "8", "--out", str(out), "--device", "cpu", "--fid-every", "0", "--fid-samples", "0",
-             "--continuous-weight", "0.5")
+             "--continuous-weight", "0.5", "--g-hidden", "0", "--d-hidden", "0")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
     for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden"):  # as written before these flags existed
@@ -421,7 +421,8 @@ def test_a_checkpoint_older_than_a_flag_resumes_with_the_flags_default(tmp_path,
     torch.save(checkpoint, out / "checkpoint.pt")
     run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 2.0 and resumed["args"]["q_trains_body"] is False
+    # Before its flag, InfoGAN used the plain one-hot, Q trained D's body, and neither network had a hidden layer
+    assert resumed["epoch"] == 2 and resumed["args"]["category_scale"] == 1.0 and resumed["args"]["q_trains_body"] is True
     assert resumed["args"]["g_hidden"] == resumed["model_config"]["generator_hidden"] == 0
     assert resumed["args"]["d_hidden"] == resumed["model_config"]["discriminator_hidden"] == 0
     assert resumed["args"]["continuous_weight"] == resumed["model_config"]["continuous_weight"] == 0.5
@@ -539,13 +540,18 @@ def test_continuous_weight_scales_only_the_continuous_codes_term_and_not_the_bou
         assert g_total.item() == pytest.approx(math.log(2) + weighted, rel=1e-6)
 
 
-def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
+@pytest.mark.parametrize("q_trains_body", [True, False])
+def test_infogan_q_shapes_the_shared_body_in_d_step_only_when_asked(q_trains_body):
     torch.manual_seed(0)
-    model = InfoGAN((1, 32, 32), width=8)
+    model = InfoGAN((1, 32, 32), width=8, q_trains_body=q_trains_body)
     real, fake = torch.rand(4, 1, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
     codes = model.random_codes(4)
     (-model.discriminator_loss(real, fake, None, codes)["information_bound"]).backward()  # the information loss alone
-    assert all(p.grad is None for p in model.discriminator.features.parameters())
+    body_gradients = [p.grad for p in model.discriminator.features.parameters()]
+    if q_trains_body:  # the paper: Q's loss trains the body it shares with the score
+        assert all(grad is not None and grad.abs().sum() > 0 for grad in body_gradients)
+    else:
+        assert all(grad is None for grad in body_gradients)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.discriminator.auxiliary.parameters())
     model.zero_grad(set_to_none=True)
     fake = model.generate(model.noise(4), codes)
@@ -555,8 +561,8 @@ def test_infogan_q_learns_in_d_step_without_shaping_the_shared_body():
 
 
 def test_infogan_category_enters_the_generator_scaled_and_the_class_label_does_not():
-    for variant, scale in [("infogan", 2.0), ("cgan", 1.0)]:
-        model = MODELS[variant]((1, 32, 32), width=8)
+    for variant, scale, options in [("infogan", 1.0, {}), ("infogan", 2.0, dict(category_scale=2.0)), ("cgan", 1.0, {})]:
+        model = MODELS[variant]((1, 32, 32), width=8, **options)
         seen = []
         model.generator.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
         codes = model.random_codes(3, torch.tensor([4, 0, 9]))
@@ -607,13 +613,18 @@ def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsy
     printed = smoke_run(fake_root, out, capsys, monkeypatch, "--model", variant, "--ema", "0")
     fid_row = (out / "fid.csv").read_text().splitlines()
     d_lr, g_lr = learning_rates(out)
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["model_config"]
+    networks = (config["latent_dim"], config["generator_hidden"], config["discriminator_hidden"])
     if variant == "infogan":
         assert "best one-to-one map" in printed and "cluster_accuracy" in fid_row[0] and "digit_of_c1" in fid_row[0]
         assert (out / "infogan_c2.png").is_file() and (out / "infogan_c3.png").is_file()
         assert (d_lr, g_lr) == (2e-4, 1e-3)  # the paper's rates: 2e-4 for D, 1e-3 for G
+        assert networks == (62, 1024, 1024)  # the paper's MNIST networks and coupling
+        assert config["category_scale"] == 1.0 and config["q_trains_body"] is True
     else:
         assert "requested class" in printed and "accuracy_9" in fid_row[0]
         assert (d_lr, g_lr) == (2e-4, 2e-4)  # DCGAN's one rate for both networks
+        assert networks == (100, 0, 0)
     for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
         assert (out / name).is_file(), name
 
@@ -681,3 +692,8 @@ def test_labels_for_an_unconditional_model_and_a_conditional_model_without_label
     write_images(tmp_path / "flat", 40, size=(32, 32))
     assert "have none" in error_of(gan_train, monkeypatch, "--model", "acgan", "--dataset", "folder", "--data-root",
                                          str(tmp_path / "flat"), "--out", str(tmp_path / "b"), "--device", "cpu")
+
+
+def test_no_q_trains_body_turns_off_the_papers_coupling():
+    parser = gan_train.make_parser()
+    assert parser.parse_args([]).q_trains_body is True and parser.parse_args(["--no-q-trains-body"]).q_trains_body is False
