@@ -246,7 +246,7 @@ def measure(model, scorer, count, batch_size, seed, labelled_set=None, averaged=
     # Every input comes from this seeded generator, none from the global random stream that training draws its
     # noise from: how often quality is measured (--fid-every) must not change the run.
     generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(count, model.latent_dim, generator=generator).to(model.device)
+    z = model.noise(count, generator)
     labels = continuous = None
     if isinstance(model, (CGAN, InfoGAN)):
         labels = (torch.arange(count) % model.num_classes).to(model.device)                  # balanced classes
@@ -361,7 +361,7 @@ def draw_code_sweeps(model, seed, out):
     """InfoGAN: one picture per continuous code; row r has c1 = r, columns sweep that code from -2 to 2,
     the other continuous code is 0 and z is one fixed vector for the whole picture."""
     device = model.device
-    z = torch.randn(1, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = model.noise(1, torch.Generator().manual_seed(seed))
     values = torch.linspace(-2, 2, 10, device=device)
     for index in range(model.continuous_codes):
         continuous = torch.zeros(model.num_classes, 10, model.continuous_codes, device=device)

@@ -1,6 +1,6 @@
 """Generative adversarial networks with DCGAN architectures, trained with one of three losses.
 
-A generator G maps noise z ~ N(0, I) to an image; a discriminator (or critic) D scores images. They play
+A generator G maps noise z ~ N(0, I) (or U(-1, 1), noise="uniform") to an image; a discriminator (or critic) D scores images. They play
 
     GAN (Goodfellow et al., arXiv:1406.2661):   min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]
 
@@ -42,6 +42,7 @@ from torch import nn
 from common.blocks import DownBlock, UpBlock, num_halvings
 
 LOSSES = ("gan", "wgan", "wgan-gp")
+NOISE_PRIORS = ("normal", "uniform")
 
 
 class Generator(nn.Module):
@@ -138,10 +139,13 @@ class GAN(nn.Module):
 
     def __init__(self, image_shape=(1, 32, 32), latent_dim=100, width=64, loss="gan", downsample="stride",
                  clip=0.01, gp_weight=10.0, code_dim=0, label_planes=0, auxiliary_outputs=0, ema_decay=0.0,
-                 generator_hidden=0, discriminator_hidden=0):
+                 generator_hidden=0, discriminator_hidden=0, noise="normal"):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
+        if noise not in NOISE_PRIORS:
+            raise ValueError(f"noise must be one of {NOISE_PRIORS}, not {noise!r}")
+        self.noise_prior = noise
         channels, size, _ = image_shape
         self.latent_dim, self.loss_type, self.clip, self.gp_weight = latent_dim, loss, clip, gp_weight
         self.generator = Generator(latent_dim + code_dim, channels, size, width, generator_hidden)
@@ -159,8 +163,15 @@ class GAN(nn.Module):
     def device(self):
         return next(self.generator.parameters()).device
 
-    def noise(self, count):
-        return torch.randn(count, self.latent_dim, device=self.device)
+    def noise(self, count, generator=None):
+        """z for `count` samples: N(0, I), or U(-1, 1) per dimension with noise="uniform" (InfoGAN's own
+        code draws z so). From `generator` (a seeded CPU torch.Generator) when given, else the global stream."""
+        device = self.device if generator is None else "cpu"
+        if self.noise_prior == "uniform":
+            z = torch.rand(count, self.latent_dim, generator=generator, device=device) * 2 - 1
+        else:
+            z = torch.randn(count, self.latent_dim, generator=generator, device=device)
+        return z.to(self.device)
 
     def random_codes(self, count, labels=None, rows=slice(None)):
         """The codes the fake images of a training batch are made from, given the real batch's labels: codes

@@ -47,7 +47,7 @@ from common.utils import (NON_NEGATIVE, POSITIVE, add_shared_flags, autocast, ch
                           main_process_first, mean_over_processes, print_progress, restore_run, run_training,
                           save_epoch, seed_everything, share_random_state, speed_flags_for, start_run, stopped_by)
 from GAN.evaluate import SampleScorer, draw_code_sweeps, final_report, watch, watched_columns
-from GAN.model import LOSSES, MODELS, CGAN, InfoGAN, make_gan
+from GAN.model import LOSSES, MODELS, NOISE_PRIORS, CGAN, InfoGAN, make_gan
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,6 +96,8 @@ def make_parser():
     parser.add_argument("--d-hidden", type=int, default=None,
                         help="units of a fully connected layer at the end of D's body, which Q shares (0: none); "
                              "None: 1024 for infogan (its paper's MNIST discriminator), 0 otherwise")
+    parser.add_argument("--noise", default="normal", choices=NOISE_PRIORS,
+                        help="the prior of z: normal, N(0, I); uniform, U(-1, 1) in each dimension (InfoGAN's own code)")
     parser.add_argument("--downsample", default="stride", choices=["stride", "maxpool"],
                         help="how the discriminator halves the resolution: strided 4x4 conv, or 3x3 conv + 2x2 max-pool")
     parser.add_argument("--n-critic", type=int, default=None, help="D steps per G step; None: the loss's default (below)")
@@ -151,7 +153,7 @@ def train(args):
         raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(model=args.model, image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim,
-                        width=args.width, generator_hidden=args.g_hidden,
+                        width=args.width, generator_hidden=args.g_hidden, noise=args.noise,
                         discriminator_hidden=args.d_hidden, loss=args.loss, downsample=args.downsample,
                         clip=args.clip, gp_weight=args.gp_weight, ema_decay=args.ema)
     model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),
@@ -317,9 +319,9 @@ def fixed_codes(model, seed, device):
     10 x 10 grid whose row r has class (or c1) r and whose column k has the k-th fixed z, c2 = c3 = 0."""
     draw = torch.Generator().manual_seed(seed)
     if not isinstance(model, (CGAN, InfoGAN)):
-        return {"z": torch.randn(64, model.latent_dim, generator=draw).to(device)}
+        return {"z": model.noise(64, draw)}
     rows = model.num_classes
-    codes = {"z": torch.randn(10, model.latent_dim, generator=draw).repeat(rows, 1).to(device),
+    codes = {"z": model.noise(10, draw).repeat(rows, 1),
              "labels": torch.arange(rows).repeat_interleave(10).to(device)}
     if isinstance(model, InfoGAN):
         codes["continuous"] = torch.zeros(rows * 10, model.continuous_codes, device=device)

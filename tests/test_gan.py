@@ -415,9 +415,10 @@ def test_a_checkpoint_older_than_a_flag_resumes_as_it_was_trained(tmp_path, monk
              "--continuous-weight", "0.5", "--g-hidden", "0", "--d-hidden", "0")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
-    for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden"):  # as written before these flags existed
+    for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden", "noise"):  # as written before these flags existed
         del checkpoint["args"][flag]
     del checkpoint["model_config"]["generator_hidden"], checkpoint["model_config"]["discriminator_hidden"]
+    del checkpoint["model_config"]["noise"]
     torch.save(checkpoint, out / "checkpoint.pt")
     run_main(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"), "--epochs", "2")
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -426,6 +427,7 @@ def test_a_checkpoint_older_than_a_flag_resumes_as_it_was_trained(tmp_path, monk
     assert resumed["args"]["g_hidden"] == resumed["model_config"]["generator_hidden"] == 0
     assert resumed["args"]["d_hidden"] == resumed["model_config"]["discriminator_hidden"] == 0
     assert resumed["args"]["continuous_weight"] == resumed["model_config"]["continuous_weight"] == 0.5
+    assert resumed["args"]["noise"] == resumed["model_config"]["noise"] == "normal"  # z ~ N(0, I), as it always was
 
 
 def test_sample_script_writes_images_in_zero_one(tmp_path, monkeypatch):
@@ -591,6 +593,18 @@ def test_infogan_codes_are_drawn_from_their_priors():
     assert set(codes["labels"].tolist()) == set(range(10))
     assert codes["continuous"].shape == (4000, 2)
     assert -1 <= codes["continuous"].min() < -0.95 and 0.95 < codes["continuous"].max() <= 1
+
+
+def test_noise_prior_is_normal_or_uniform_and_a_seeded_draw_repeats():
+    normal, uniform = InfoGAN((1, 32, 32), width=8), InfoGAN((1, 32, 32), width=8, noise="uniform")
+    z = uniform.noise(4000)
+    assert z.shape == (4000, uniform.latent_dim)
+    assert -1 <= z.min() < -0.99 and 0.99 < z.max() <= 1 and abs(z.mean()) < 0.01
+    assert normal.noise(4000).abs().max() > 2  # a Gaussian's tails
+    seeded = normal.noise(5, torch.Generator().manual_seed(3))
+    assert torch.equal(seeded, torch.randn(5, normal.latent_dim, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ValueError, match="noise must be one of"):
+        InfoGAN((1, 32, 32), width=8, noise="laplace")
 
 
 def test_best_assignment_is_the_best_permutation():
