@@ -1,6 +1,7 @@
 """Generative adversarial networks with DCGAN architectures, trained with one of three losses.
 
-A generator G maps noise z ~ N(0, I) (or U(-1, 1), noise="uniform") to an image; a discriminator (or critic) D scores images. They play
+A generator G maps noise z ~ N(0, I) (or U(-1, 1) per dimension, noise="uniform") to an image; a
+discriminator (or critic) D scores images. They play
 
     GAN (Goodfellow et al., arXiv:1406.2661):   min_G max_D  E_x[log D(x)] + E_z[log(1 - D(G(z)))]
 
@@ -338,9 +339,9 @@ class InfoGAN(GAN):
         L_D += lambda (CE(Q_1, c1) + gamma sum_i (c_i - mu_i)^2 / 2 + const)   and the same term in L_G.
 
     The paper's MNIST networks add a fully connected layer of 1024 units to G and to D's body
-    (generator_hidden, discriminator_hidden; train.py's defaults for InfoGAN). Two departures from the
-    paper, which together helped the smaller convolutional networks, can be switched on (docs/results.md
-    measures both):
+    (generator_hidden, discriminator_hidden), and its code draws z ~ U(-1, 1) (noise="uniform"); both are
+    train.py's defaults for InfoGAN. Two departures from the paper, which together helped the smaller
+    convolutional networks, can be switched on (docs/results.md measures both):
     - q_trains_body=False: in D's step, Q reads the body's features detached, so Q learns from them but
       does not shape them (in G's step the gradient runs through both). True is the paper's way: the
       information loss trains the body too.

@@ -635,10 +635,11 @@ def test_smoke_run_of_each_conditional_model(variant, tmp_path, fake_root, capsy
         assert (d_lr, g_lr) == (2e-4, 1e-3)  # the paper's rates: 2e-4 for D, 1e-3 for G
         assert networks == (62, 1024, 1024)  # the paper's MNIST networks and coupling
         assert config["category_scale"] == 1.0 and config["q_trains_body"] is True
+        assert config["noise"] == "uniform"  # z ~ U(-1, 1), as InfoGAN's own code draws it
     else:
         assert "requested class" in printed and "accuracy_9" in fid_row[0]
         assert (d_lr, g_lr) == (2e-4, 2e-4)  # DCGAN's one rate for both networks
-        assert networks == (100, 0, 0)
+        assert networks == (100, 0, 0) and config["noise"] == "normal"
     for name in ["log.csv", "checkpoint.pt", "frames/samples_002.png", "training.gif"]:
         assert (out / name).is_file(), name
 
