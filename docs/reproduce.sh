@@ -102,8 +102,9 @@ train GAN cgan-20 --model cgan --epochs 20
 train GAN acgan-20 --model acgan --epochs 20
 for seed in $(quick_or 0 "0 1 2 3 4"); do
     train GAN infogan-30-seed$seed --model infogan --epochs 30 --seed $seed
-    train GAN infogan-no-q-body-30-seed$seed --model infogan --epochs 30 --no-q-trains-body --seed $seed
-    train GAN infogan-small-30-seed$seed --model infogan --epochs 30 --g-hidden 0 --d-hidden 0 --category-scale 2 --no-q-trains-body --seed $seed
+    train GAN infogan-normal-z-30-seed$seed --model infogan --epochs 30 --noise normal --seed $seed
+    train GAN infogan-no-q-body-30-seed$seed --model infogan --epochs 30 --noise normal --no-q-trains-body --seed $seed
+    train GAN infogan-small-30-seed$seed --model infogan --epochs 30 --noise normal --g-hidden 0 --d-hidden 0 --category-scale 2 --no-q-trains-body --seed $seed
 done
 
 # ---- Speed (README: Speed): the benchmark, then one process against two under torchrun, on the CPU ----
