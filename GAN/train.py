@@ -69,7 +69,8 @@ def make_parser():
                          + f", {s['n_critic']} D step(s) per G step" for loss, s in PAPER_SETTINGS.items())
     parser = argparse.ArgumentParser(description="Train a GAN.", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      epilog=f"Defaults per --loss (the papers'): {settings}. --latent-dim: 100; for "
-                                            f"infogan 62, with --g-hidden and --d-hidden 1024 (its paper's MNIST setting) and --noise uniform.")
+                                            f"infogan 62, with --g-hidden and --d-hidden 1024 (its paper's MNIST setting) "
+                                            f"and --noise uniform (its code's).")
     add_shared_flags(parser, HERE, epochs=20, batch_size=64, lr=None, latent_dim=None)
     parser.add_argument("--model", default="dcgan", choices=MODELS,
                         help="dcgan: unconditional; cgan, acgan: conditioned on the class label; infogan: on learned codes")
@@ -155,7 +156,7 @@ def train(args):
         raise InputError(f"--model {args.model} is conditioned on class labels, and the {args.dataset} images have none")
     num_classes = int(train_labels.max()) + 1 if train_labels is not None else 10
     model_config = dict(model=args.model, image_shape=list(train_images.shape[1:]), latent_dim=args.latent_dim,
-                        width=args.width, generator_hidden=args.g_hidden, noise=args.noise,
+                        noise=args.noise, width=args.width, generator_hidden=args.g_hidden,
                         discriminator_hidden=args.d_hidden, loss=args.loss, downsample=args.downsample,
                         clip=args.clip, gp_weight=args.gp_weight, ema_decay=args.ema)
     model_config |= {"dcgan": {}, "cgan": dict(num_classes=num_classes),

@@ -415,7 +415,8 @@ def test_a_checkpoint_older_than_a_flag_resumes_as_it_was_trained(tmp_path, monk
              "--continuous-weight", "0.5", "--g-hidden", "0", "--d-hidden", "0")
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["model_config"]["continuous_weight"] == 0.5  # the flag reaches the model
-    for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden", "noise"):  # as written before these flags existed
+    # as written before these flags existed
+    for flag in ("category_scale", "q_trains_body", "g_hidden", "d_hidden", "noise"):
         del checkpoint["args"][flag]
     del checkpoint["model_config"]["generator_hidden"], checkpoint["model_config"]["discriminator_hidden"]
     del checkpoint["model_config"]["noise"]
