@@ -1,22 +1,23 @@
 """Autoencoders, and PCA as the baseline they have to beat.
 
-Hinton & Salakhutdinov, "Reducing the Dimensionality of Data with Neural Networks", Science 2006, showed
-that a deep autoencoder compresses MNIST far better than PCA with the same number of codes. An encoder
-f maps an image x to a code z, a decoder g maps it back, and both are trained to minimise
+Hinton & Salakhutdinov, "Reducing the Dimensionality of Data with Neural Networks", Science 2006,
+showed that a deep autoencoder compresses MNIST far better than PCA with the same number of codes.
+An encoder f maps an image x to a code z, a decoder g maps it back, and both are trained to minimise
 
     loss = recon(x, g(f(x))) + code_l2 * ||z||^2
 
-where recon is the binary cross-entropy on pixels in [0, 1] (or the squared error), and the optional L2
-term pulls the codes toward 0, so that a Gaussian fitted to them is a usable sampler. It is meant for
-unbounded codes: on sigmoid codes, 0 is where the sigmoid saturates, so it would push them into the flat
-end where they stop learning (train.py warns about that pair).
+where recon is the binary cross-entropy on pixels in [0, 1] (or the squared error), and the optional
+L2 term pulls the codes toward 0, so that a Gaussian fitted to them is a usable sampler. It is meant
+for unbounded codes: on sigmoid codes, 0 is where the sigmoid saturates, so it would push them into
+the flat end where they stop learning (train.py warns about that pair).
 
 Defines:
-    ConvAE    fully convolutional: DownBlocks shrink the image to 4x4 while the channels grow; the code is
-              that small image with many channels; UpBlocks mirror it back. No linear layers.
+    ConvAE    fully convolutional: DownBlocks shrink the image to 4x4 while the channels grow;
+              the code is that small image with many channels; UpBlocks mirror it back. No linear
+              layers.
     LinearAE  the same conv trunk with one linear layer into an n-dimensional code and one back out.
-    PCA       the optimal *linear* autoencoder with n codes (Eckart-Young): the top n eigenvectors of the
-              covariance, i.e. the right singular vectors of the centred data.
+    PCA       the optimal *linear* autoencoder with n codes (Eckart-Young): the top n eigenvectors
+              of the covariance, i.e. the right singular vectors of the centred data.
 """
 import math
 
@@ -25,27 +26,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.blocks import DownBlock, UpBlock, num_halvings
-from common.figures import principal_axes
+from common.pictures import principal_axes
 
 
 def conv_trunk(channels, size, base_channels):
-    """The encoder's DownBlocks and the decoder's mirror UpBlocks, and the bottleneck's channel count."""
+    """The encoder's DownBlocks and the decoder's mirror UpBlocks, and the bottleneck's channels."""
     halvings = num_halvings(size)
-    widths = [base_channels * 2 ** i for i in range(halvings)]       # 32x32: 32, 64, 128
-    down = nn.Sequential(*[DownBlock(channels if i == 0 else widths[i - 1], widths[i], batch_norm=i > 0)
-                           for i in range(halvings)])              # (B, 32, 16, 16) (B, 64, 8, 8) (B, 128, 4, 4)
-    up = nn.Sequential(*[UpBlock(widths[i], widths[i - 1]) for i in range(halvings - 1, 0, -1)],  # (B, 64, 8, 8) (B, 32, 16, 16)
-                       nn.ConvTranspose2d(widths[0], channels, 4, stride=2, padding=1))         # (B, C, 32, 32): logits
+    widths = [base_channels * 2 ** i for i in range(halvings)]  # 32x32: 32, 64, 128
+    # (B, 32, 16, 16) (B, 64, 8, 8) (B, 128, 4, 4)
+    down = nn.Sequential(*[DownBlock(channels if i == 0 else widths[i - 1], widths[i],
+                                     batch_norm=i > 0) for i in range(halvings)])
+    # (B, 64, 8, 8) (B, 32, 16, 16), then (B, C, 32, 32): logits
+    up = nn.Sequential(*[UpBlock(widths[i], widths[i - 1]) for i in range(halvings - 1, 0, -1)],
+                       nn.ConvTranspose2d(widths[0], channels, 4, stride=2, padding=1))
     return down, up, widths[-1]
 
 
 class Autoencoder(nn.Module):
-    """What both autoencoders share: the code activation, the loss and sampling from a Gaussian fitted to codes."""
+    """What both autoencoders share: the code activation, the loss, and sampling from a Gaussian
+    fitted to the codes."""
 
     def __init__(self, code_activation="none", code_l2=0.0, recon_loss="bce"):
         super().__init__()
         if code_activation not in ("none", "sigmoid"):
-            raise ValueError(f"code_activation must be 'none' or 'sigmoid', not {code_activation!r}")
+            raise ValueError(f"code_activation must be 'none' or 'sigmoid', not "
+                             f"{code_activation!r}")
         if recon_loss not in ("bce", "mse"):
             raise ValueError(f"recon_loss must be 'bce' or 'mse', not {recon_loss!r}")
         self.code_activation, self.code_l2, self.recon_loss = code_activation, code_l2, recon_loss
@@ -64,7 +69,8 @@ class Autoencoder(nn.Module):
         logits = self.decode(z)
         if self.recon_loss == "bce":
             # recon = -sum_i [ x_i log y_i + (1 - x_i) log(1 - y_i) ],  y = sigmoid(logits)
-            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
+            bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            recon = bce.flatten(1).sum(1).mean()
         else:
             # recon = sum_i (x_i - y_i)^2
             recon = (torch.sigmoid(logits) - x).square().flatten(1).sum(1).mean()
@@ -73,8 +79,9 @@ class Autoencoder(nn.Module):
         return {"total": recon + penalty, "recon": recon, "code_l2": penalty}
 
     def add_code_gaussian(self):
-        """N(code_mean, code_covariance) over the flattened codes, saved with the weights: an autoencoder has
-        no prior of its own, and this is the simplest sampler that lands where the decoder has seen codes."""
+        """N(code_mean, code_covariance) over the flattened codes, saved with the weights: an
+        autoencoder has no prior of its own, and this is the simplest sampler that lands where the
+        decoder has seen codes."""
         size = math.prod(self.code_shape)
         self.register_buffer("code_mean", torch.zeros(size))
         self.register_buffer("code_covariance", torch.eye(size))
@@ -88,14 +95,16 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, count=None, codes=None, generator=None):
-        """Images in [0, 1] decoded from the given codes (B, *code_shape), or from `count` codes drawn from the
-        fitted Gaussian (with `generator`, a CPU torch.Generator, if given)."""
+        """Images in [0, 1] decoded from the given codes (B, *code_shape), or from `count` codes
+        drawn from the fitted Gaussian (with `generator`, a CPU torch.Generator, if given)."""
         if codes is None:
             mean, covariance = self.code_mean.double().cpu(), self.code_covariance.double().cpu()
-            # z = mean + L eps with L L^T = covariance; a little jitter keeps L defined when codes are degenerate
-            cholesky = torch.linalg.cholesky(covariance + 1e-6 * torch.eye(len(mean), dtype=covariance.dtype))
+            # z = mean + L eps with L L^T = covariance; the jitter keeps L defined for flat codes
+            jitter = 1e-6 * torch.eye(len(mean), dtype=covariance.dtype)
+            cholesky = torch.linalg.cholesky(covariance + jitter)
             eps = torch.randn(count, len(mean), generator=generator, dtype=covariance.dtype)
-            codes = (mean + eps @ cholesky.T).float().view(count, *self.code_shape).to(self.code_mean.device)
+            codes = (mean + eps @ cholesky.T).float().view(count, *self.code_shape)
+            codes = codes.to(self.code_mean.device)
         return torch.sigmoid(self.decode(codes))
 
 
@@ -108,6 +117,11 @@ class ConvAE(Autoencoder):
         self.encoder, self.decoder, width = conv_trunk(channels, size, base_channels)
         self.code_shape = (width, 4, 4)
         self.add_code_gaussian()
+
+    @staticmethod
+    def run_name(code_dim):
+        """The run's folder name: the code's size follows from the image's, not from code_dim."""
+        return "conv"
 
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, 128, 4, 4)
@@ -123,17 +137,26 @@ class LinearAE(Autoencoder):
         super().__init__(**loss_options)
         channels, size, _ = image_shape
         down, up, width = conv_trunk(channels, size, base_channels)
-        self.encoder = nn.Sequential(down, nn.Flatten(), nn.Linear(width * 4 * 4, code_dim))        # (B, n)
-        self.decoder = nn.Sequential(nn.Linear(code_dim, width * 4 * 4), nn.ReLU(),               # (B, 128*4*4)
-                                     nn.Unflatten(1, (width, 4, 4)), up)                         # (B, C, H, W)
+        self.encoder = nn.Sequential(down, nn.Flatten(),
+                                     nn.Linear(width * 4 * 4, code_dim))          # (B, n)
+        self.decoder = nn.Sequential(nn.Linear(code_dim, width * 4 * 4), nn.ReLU(),  # (B, 128*4*4)
+                                     nn.Unflatten(1, (width, 4, 4)), up)          # (B, C, H, W)
         self.code_shape = (code_dim,)
         self.add_code_gaussian()
+
+    @staticmethod
+    def run_name(code_dim):
+        """The run's folder name: n, the size of the code."""
+        return f"linear-n{code_dim}"
 
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, n)
 
     def decode(self, z):
         return self.decoder(z)                                      # (B, C, H, W): logits
+
+
+AUTOENCODERS = {"linear": LinearAE, "conv": ConvAE}  # by the name --arch gives
 
 
 def make_autoencoder(arch, image_shape, code_dim, **options):
@@ -146,15 +169,16 @@ def make_autoencoder(arch, image_shape, code_dim, **options):
 
 
 class PCA:
-    """Principal component analysis as a linear autoencoder: z = V^T (x - m), x' = m + V z, with V the top
-    `components` right singular vectors of the centred data. No linear map with that many codes has a
-    smaller squared reconstruction error (Eckart-Young), which makes it the bar for the autoencoders."""
+    """Principal component analysis as a linear autoencoder: z = V^T (x - m), x' = m + V z, with V
+    the top `components` right singular vectors of the centred data. No linear map with that many
+    codes has a smaller squared reconstruction error (Eckart-Young), which makes it the bar for the
+    autoencoders."""
 
     def __init__(self, components):
         self.components = components
 
     def fit(self, x, **options):
-        """x: (N, D) float; common.figures.principal_axes finds the mean and the axes (options: its own)."""
+        """x: (N, D) float; principal_axes finds the mean and the axes (options: its own)."""
         self.mean, self.basis = principal_axes(x, self.components, **options)  # (D,), (D, n)
         return self
 

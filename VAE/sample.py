@@ -1,21 +1,22 @@
 """Generate images from a trained VAE without training.
 
-    python VAE/sample.py VAE/results/mnist-mlp-z20/checkpoint.pt --num 64 --out samples.png   # a grid
-    python VAE/sample.py VAE/results/mnist-mlp-z20/checkpoint.pt --num 10000 --out samples.pt # float N x C x H x W in [0, 1]
+    python VAE/sample.py VAE/results/mnist-mlp-z20/checkpoint.pt --num 64 --out grid.png
+    python VAE/sample.py VAE/results/mnist-mlp-z20/checkpoint.pt --num 10000 --out samples.pt
 
-Each image is the decoder's mean E[x|z] for z ~ N(0, I). The GAN and AE folders take the same arguments.
+A .png gets a grid, a .pt the float tensor (N, C, H, W) in [0, 1]. Each image is the decoder's mean
+E[x|z] for z ~ N(0, I). The GAN and AE folders take the same arguments.
 """
 import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any working directory
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ from any directory
 
 import torch
 
 from common import InputError
-from common.figures import check_samples_path, write_samples
-from common.utils import add_sample_flags, choose_device, load_trained_model
+from common.pictures import write_samples
+from common.run import add_sample_flags, choose_device, load_trained_model, samples_path
 from VAE.model import VAE
 
 
@@ -24,13 +25,14 @@ def main():
     add_sample_flags(parser)
     args = parser.parse_args()
     try:
-        check_samples_path(args.out)
+        out = samples_path(args)  # checks --num, --batch-size and --out before any work
         model, _ = load_trained_model(args.checkpoint, "VAE", VAE, choose_device(args.device))
         torch.manual_seed(args.seed)
-        images = torch.cat([model.sample(min(args.batch_size, args.num - start)).cpu()
-                            for start in range(0, args.num, args.batch_size)])
-        write_samples(images, args.out)
-        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {args.out}")
+        counts = [min(args.batch_size, args.num - start)
+                  for start in range(0, args.num, args.batch_size)]  # batch by batch
+        images = torch.cat([model.sample(count).cpu() for count in counts])
+        write_samples(images, out)
+        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
     except InputError as error:
         sys.exit(f"error: {error}")
 

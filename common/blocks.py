@@ -17,9 +17,10 @@ class DownBlock(nn.Sequential):
 
     def __init__(self, in_channels, out_channels, batch_norm=True, downsample="stride"):
         if downsample == "stride":
-            layers = [nn.Conv2d(in_channels, out_channels, 4, stride=2, padding=1, bias=not batch_norm)]
+            layers = [nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=not batch_norm)]
         elif downsample == "maxpool":
-            layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm), nn.MaxPool2d(2)]
+            layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm),
+                      nn.MaxPool2d(2)]
         else:
             raise ValueError(f"downsample must be 'stride' or 'maxpool', not {downsample!r}")
         if batch_norm:  # no bias above: BatchNorm's shift makes it redundant
@@ -29,10 +30,10 @@ class DownBlock(nn.Sequential):
 
 
 class UpBlock(nn.Sequential):
-    """(B, C_in, H, W) -> (B, C_out, 2H, 2W): 4x4 transposed conv with stride 2, optional BatchNorm, ReLU."""
+    """(B, C_in, H, W) -> (B, C_out, 2H, 2W): 4x4 transposed conv (stride 2), BatchNorm, ReLU."""
 
     def __init__(self, in_channels, out_channels, batch_norm=True):
-        layers = [nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=not batch_norm)]
+        layers = [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(out_channels))
         layers.append(nn.ReLU())
@@ -45,6 +46,6 @@ def num_halvings(image_size, smallest=4):
     while size > smallest and size % 2 == 0:
         size, halvings = size // 2, halvings + 1
     if size != smallest or halvings == 0:
-        raise InputError(f"image size {image_size} is not supported: the conv models need a power of two "
-                         f"from {2 * smallest} up (32 or 64); resize with --image-size")
+        raise InputError(f"image size {image_size} is not supported: the conv models need a power "
+                         f"of two from {2 * smallest} up (32 or 64); resize with --image-size")
     return halvings

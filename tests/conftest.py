@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny datasets written in their real on-disk formats, so tests go through the real loaders."""
+"""Shared fixtures: tiny datasets written in their real on-disk formats, so that tests go through
+the real loaders."""
+
 import pickle
 import struct
 import sys
@@ -13,7 +15,7 @@ sys.path.insert(0, str(ROOT))  # import AE, VAE, GAN and common as packages, as 
 
 
 def write_idx(path, array):
-    """MNIST's IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, then the raw bytes."""
+    """MNIST's IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian sizes, raw bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as file:
         file.write(struct.pack(">BBBB", 0, 0, 0x08, array.ndim))
@@ -23,7 +25,7 @@ def write_idx(path, array):
 
 @pytest.fixture
 def mnist_root(tmp_path):
-    """MNIST/raw/ with 50 training and 20 test images: image i is filled with value i, its label is i % 10."""
+    """MNIST/raw/ with 50 training and 20 test images: image i is all i, with label i % 10."""
     rng = np.random.default_rng(0)
     for prefix, count in [("train", 50), ("t10k", 20)]:
         images = np.stack([np.full((28, 28), i, dtype=np.uint8) for i in range(count)])
@@ -35,13 +37,17 @@ def mnist_root(tmp_path):
 
 @pytest.fixture
 def cifar_root(tmp_path):
-    """cifar-10-batches-py/ with five training batches of 4 images and a test batch of 3, pickled as the original."""
+    """cifar-10-batches-py/: five training batches of 4 images and a test batch of 3, pickled as
+    the original is."""
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     rng = np.random.default_rng(0)
     for name, count in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
-        batch = {b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, count).tolist()), b"batch_label": name.encode()}
+        batch = {
+            b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, count).tolist()),
+            b"batch_label": name.encode(),
+        }
         with open(folder / name, "wb") as file:
             pickle.dump(batch, file)
     return tmp_path
@@ -52,12 +58,15 @@ def write_images(folder, count, size=(40, 30), mode="RGB", suffix=".png", seed=0
     rng = np.random.default_rng(seed)
     shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
     for i in range(count):
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(folder / f"{i:06d}{suffix}")
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(
+            folder / f"{i:06d}{suffix}"
+        )
 
 
 @pytest.fixture(autouse=True)
 def user_cache(tmp_path_factory, monkeypatch):
-    """The user's cache folder (decoded images, the FID classifier) goes to one temporary folder per session."""
+    """The user's cache folder (decoded images, the FID classifier) goes to one temporary folder
+    for the whole test run."""
     folder = tmp_path_factory.getbasetemp() / "user-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     return folder

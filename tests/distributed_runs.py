@@ -1,9 +1,12 @@
-"""Started by tests/test_distributed.py under torchrun (not collected by pytest): trains each run given on
-the command line in this one process group, as `train.py` would, then saves this process's parameters
-beside the run's folder (<out>.rank<R>.pt), so that the test can check every process ended with the same.
+"""Started by tests/test_distributed.py under torchrun (not collected by pytest): trains each run
+given on the command line in this one process group, as `train.py` would, then saves this process's
+parameters beside the run's folder (<out>.rank<R>.pt), so that the test can check every process
+ended with the same.
 
-    torchrun --standalone --nproc_per_node=2 tests/distributed_runs.py '[["VAE", ["--dataset", "fake", "--out", "x"]]]'
+    torchrun --standalone --nproc_per_node=2 tests/distributed_runs.py '[["VAE", ["--dataset",
+    "fake", "--out", "x"]]]'
 """
+
 import json
 import sys
 from pathlib import Path
@@ -26,7 +29,8 @@ def main():
         args = script.make_parser().parse_args(flags)
         model = script.train(args)
         parameters = {name: value.detach().cpu() for name, value in model.named_parameters()}
-        torch.save(parameters, f"{args.out}.rank{dist.get_rank()}.pt")
+        out = args.out or Path(args.resume).parent  # a resumed run writes beside its checkpoint
+        torch.save(parameters, f"{out}.rank{dist.get_rank()}.pt")
     dist.destroy_process_group()
 
 

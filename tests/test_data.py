@@ -1,3 +1,6 @@
+import os
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -26,9 +29,10 @@ def test_mnist_native_and_resized(mnist_root):
 
 
 def test_fashion_mnist_reads_its_own_folder(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
     for prefix, count in [("train", 6), ("t10k", 4)]:
-        write_idx(tmp_path / "FashionMNIST" / "raw" / f"{prefix}-images-idx3-ubyte", np.full((count, 28, 28), 9))
-        write_idx(tmp_path / "FashionMNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", np.arange(count))
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.full((count, 28, 28), 9))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count))
     images, labels = load_dataset("fashion-mnist", tmp_path, train=False)
     assert images.shape == (4, 1, 32, 32) and labels.tolist() == [0, 1, 2, 3]
 
@@ -36,7 +40,6 @@ def test_fashion_mnist_reads_its_own_folder(tmp_path):
 def test_cifar10_pickle_batches(cifar_root):
     images, labels = load_dataset("cifar10", cifar_root, train=True)
     assert images.shape == (20, 3, 32, 32) and labels.shape == (20,)
-    import pickle
     with open(cifar_root / "cifar-10-batches-py" / "data_batch_1", "rb") as file:
         first = pickle.load(file, encoding="bytes")
     # The 3072 bytes of a row are the red plane, then green, then blue, each 32x32 row-major.
@@ -49,15 +52,20 @@ def test_cifar10_pickle_batches(cifar_root):
 def test_celeba_partition_file_and_center_crop(tmp_path):
     folder = tmp_path / "celeba"
     write_images(folder / "img_align_celeba", 6, size=(178, 218), suffix=".jpg")
-    (folder / "list_eval_partition.txt").write_text("".join(f"{i:06d}.jpg {[0, 0, 0, 1, 2, 2][i]}\n" for i in range(6)))
+    parts = [0, 0, 0, 1, 2, 2]  # train, validation, test
+    lines = [f"{i:06d}.jpg {part}\n" for i, part in enumerate(parts)]
+    (folder / "list_eval_partition.txt").write_text("".join(lines))
     train, labels = load_dataset("celeba", tmp_path, train=True)
     test, _ = load_dataset("celeba", tmp_path, train=False)
     assert train.shape == (3, 3, 64, 64) and test.shape == (2, 3, 64, 64) and labels is None
+    fifth = data.decode(folder / "img_align_celeba" / "000004.jpg", 64)
+    assert np.array_equal(test[0].permute(1, 2, 0).numpy(), fifth)
 
 
 def test_cars_reads_nested_jpegs(tmp_path):
-    write_images(tmp_path / "stanford_cars" / "cars_train" / "cars_train", 5, size=(80, 50), suffix=".jpg")
-    write_images(tmp_path / "stanford_cars" / "cars_test", 2, size=(50, 80), suffix=".jpg")
+    cars = tmp_path / "stanford_cars"
+    write_images(cars / "cars_train" / "cars_train", 5, size=(80, 50), suffix=".jpg")
+    write_images(cars / "cars_test", 2, size=(50, 80), suffix=".jpg")
     train, labels = load_dataset("cars", tmp_path, train=True)
     assert train.shape == (5, 3, 64, 64) and labels is None
     assert load_dataset("cars", tmp_path, image_size=32, train=False)[0].shape == (2, 3, 32, 32)
@@ -78,27 +86,68 @@ def test_flat_grayscale_folder_gives_one_channel_and_no_labels(tmp_path):
     assert images.shape == (9, 1, 8, 8) and labels is None
 
 
-def test_decoded_folder_is_cached_and_refreshed_when_files_change(tmp_path, monkeypatch):
+def test_decoded_folder_is_cached_and_refreshed_when_files_change(tmp_path, monkeypatch,
+                                                                  user_cache):
     write_images(tmp_path / "images", 10)
     first, _ = load_dataset("folder", tmp_path / "images", image_size=8, train=True)
-    assert (data.cache_folder(tmp_path / "images") / "decoded-train-8px.pt").is_file()
-    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == [f"{i:06d}.png" for i in range(10)]  # nothing added
+    assert (data.cache_folder(tmp_path / "images") / "decoded-8px.pt").is_file()
+    names = sorted(p.name for p in (tmp_path / "images").iterdir())
+    assert names == [f"{i:06d}.png" for i in range(10)]  # nothing added beside the images
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the cached tensor should have been used")
-    monkeypatch.setattr(data.Image, "open", no_decoding)
-    again, _ = load_dataset("folder", tmp_path / "images", image_size=8, train=True)
-    assert torch.equal(first, again)
+    with monkeypatch.context() as patch:  # (monkeypatch.undo would undo conftest's cache folder)
+        patch.setattr(data.Image, "open", no_decoding)
+        again, _ = load_dataset("folder", tmp_path / "images", image_size=8, train=True)
+        test, _ = load_dataset("folder", tmp_path / "images", image_size=8, train=False)
+    assert torch.equal(first, again) and test.shape == (1, 3, 8, 8)
 
-    monkeypatch.undo()
     write_images(tmp_path / "images", 12)  # two more files: the cache no longer matches
     assert load_dataset("folder", tmp_path / "images", image_size=8, train=True)[0].shape[0] == 11
+    assert data.cache_folder(tmp_path / "images").is_relative_to(user_cache)  # not ~/.cache
 
 
-def test_square_resize_crops_the_center():
+@pytest.mark.parametrize("suffix, options", [(".bmp", {}), (".tif", {"compression": "raw"})])
+def test_an_image_replaced_by_one_of_the_same_size_is_decoded_again(tmp_path, suffix, options):
+    def write(value):
+        for i in range(10):
+            Image.new("L", (8, 8), value).save(tmp_path / f"{i}{suffix}", **options)
+    write(10)
+    assert load_dataset("folder", tmp_path, image_size=8)[0].max() == 10
+    sizes = [p.stat().st_size for p in sorted(tmp_path.iterdir())]
+    write(200)
+    assert [p.stat().st_size for p in sorted(tmp_path.iterdir())] == sizes
+    for path in tmp_path.iterdir():  # a later time, even where the clock is coarse
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert load_dataset("folder", tmp_path, image_size=8)[0].min() == 200
+
+
+def test_a_folder_of_fewer_than_ten_images_tests_on_its_last(tmp_path):
+    write_images(tmp_path, 2, mode="L")
+    assert load_dataset("folder", tmp_path, image_size=8, train=False)[0].shape == (1, 1, 8, 8)
+    write_images(tmp_path, 5, mode="L")
+    train, _ = load_dataset("folder", tmp_path, image_size=8, train=True)
+    test, _ = load_dataset("folder", tmp_path, image_size=8, train=False)
+    assert train.shape == (4, 1, 8, 8) and test.shape == (1, 1, 8, 8)
+    for path in list(tmp_path.iterdir())[1:]:
+        path.unlink()
+    with pytest.raises(InputError, match="holds 1 image.*needs 2"):
+        load_dataset("folder", tmp_path, image_size=8)
+
+
+def test_grey_and_colour_files_give_both_splits_the_same_channels(tmp_path):
+    write_images(tmp_path, 9, mode="RGB")
+    Image.new("L", (40, 30), 7).save(tmp_path / "000009.png")  # the test split: one grey file
+    train, _ = load_dataset("folder", tmp_path, image_size=8, train=True)
+    test, _ = load_dataset("folder", tmp_path, image_size=8, train=False)
+    assert train.shape == (9, 3, 8, 8) and test.shape == (1, 3, 8, 8) and test.eq(7).all()
+
+
+def test_images_are_cropped_to_their_central_square(tmp_path):
     image = Image.new("L", (60, 10), 0)
     image.paste(255, (15, 0, 45, 10))  # white around the central 10x10 square, black at both ends
-    assert np.asarray(data.square_resize(image, 5)).min() == 255
+    image.save(tmp_path / "wide.png")
+    assert data.decode(tmp_path / "wide.png", 5).min() == 255
 
 
 def test_unknown_dataset_is_one_clear_error():
@@ -107,12 +156,14 @@ def test_unknown_dataset_is_one_clear_error():
 
 
 @pytest.mark.parametrize("name, torchvision_class", [("mnist", "MNIST"), ("cifar10", "CIFAR10"),
-                                                     ("celeba", "CelebA"), ("cars", "StanfordCars")])
+                                                     ("celeba", "CelebA"),
+                                                     ("cars", "StanfordCars")])
 def test_missing_data_names_the_manual_steps(tmp_path, monkeypatch, name, torchvision_class):
     def failing_download(*args, **kwargs):
         raise RuntimeError("no network")
     monkeypatch.setattr(torchvision.datasets, torchvision_class, failing_download)
-    with pytest.raises(InputError, match=f"{name} data not found under .*the download failed.*To add it by hand"):
+    message = f"{name} data not found under .*the download failed.*To add it by hand"
+    with pytest.raises(InputError, match=message):
         load_dataset(name, tmp_path / "nothing")
 
 
@@ -145,17 +196,18 @@ def test_batches_are_seeded_complete_and_scaled():
     labels = torch.arange(10)
     order = [y.tolist() for _, y in Batches(images, labels, 3, seed=5)]
     assert order == [y.tolist() for _, y in Batches(images, labels, 3, seed=5)]
-    assert len(order) == 3 and len(set(sum(order, []))) == 9        # drop_last: 3 full batches
+    assert len(order) == 3 and len(set(sum(order, []))) == 9  # drop_last: 3 full batches
     everything = list(Batches(images, labels, 3, shuffle=False, drop_last=False))
     assert [len(y) for _, y in everything] == [3, 3, 3, 1]
     x, y = everything[0]
     assert torch.allclose(x.flatten(), y.float() * 25 / 255)
-    signed = next(iter(Batches(torch.tensor([0, 255], dtype=torch.uint8), None, 2, shuffle=False, value_range=(-1, 1))))
+    two = torch.tensor([0, 255], dtype=torch.uint8)
+    signed = next(iter(Batches(two, None, 2, shuffle=False, value_range=(-1, 1))))
     assert signed[0].tolist() == [-1.0, 1.0] and signed[1] is None
 
 
 def test_too_few_images_for_one_batch_is_one_clear_error():
-    with pytest.raises(InputError, match="5 images make no full batch of 8: lower --batch-size"):
+    with pytest.raises(InputError, match="5 images make no full batch of 8: lower --batch-si"):
         Batches(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), None, 8)
     assert len(Batches(torch.zeros(5, 1, 2, 2, dtype=torch.uint8), None, 8, drop_last=False)) == 1
 

@@ -1,0 +1,305 @@
+"""The run around the loop (common/run.py, common/files.py): every file whole or absent, one run
+per folder, a resume that continues the run as it was started, an end of run that can be finished,
+and one line, never a traceback, for a full disk or a stop signal."""
+
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from common import files, run
+from common.files import read_csv
+from conftest import ROOT
+from test_vae_train import error_of, run_main
+from VAE import sample as vae_sample
+from VAE import train as vae_train
+
+FAKE = ["--dataset", "fake", "--embedding", "pca", "--device", "cpu"]
+
+
+def vae_run(monkeypatch, out, *flags):
+    run_main(vae_train, monkeypatch, *FAKE, "--out", str(out), *flags)
+
+
+def interrupt_after_the_first_epoch(monkeypatch):
+    """The next run stops as if by Ctrl-C once epoch 1 is on disk; returns the undo."""
+    real_write_csv = run.write_csv
+
+    def write_then_interrupt(path, rows):
+        real_write_csv(path, rows)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "write_csv", write_then_interrupt)
+    return lambda: monkeypatch.setattr(run, "write_csv", real_write_csv)
+
+
+def full_disk_for(monkeypatch, suffix):
+    """Every write of a file ending in `suffix` fails as a full disk does, after its bytes went
+    out; returns the undo."""
+    real_fsync = os.fsync
+
+    def fsync(descriptor):
+        if os.readlink(f"/proc/self/fd/{descriptor}").endswith(suffix + ".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    return lambda: monkeypatch.setattr(files.os, "fsync", real_fsync)
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*.tmp"))
+
+
+# ---- every file whole or absent ----
+
+
+def test_a_full_disk_keeps_the_file_that_was_there(tmp_path, monkeypatch):
+    good = tmp_path / "samples.pt"
+    files.save_tensors(torch.ones(3), good)
+    full_disk_for(monkeypatch, ".pt")
+    with pytest.raises(
+        files.WriteError, match="could not write .*samples.pt: No space left on device"
+    ):
+        files.save_tensors(torch.zeros(3), good)
+    assert torch.equal(torch.load(good, weights_only=True), torch.ones(3)) and not leftovers(
+        tmp_path
+    )
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".png"])
+def test_sampling_over_a_good_file_on_a_full_disk(suffix, tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    checkpoint, out = str(tmp_path / "run" / "checkpoint.pt"), tmp_path / f"samples{suffix}"
+    run_main(vae_sample, monkeypatch, checkpoint, "--num", "4", "--out", str(out))
+    before = out.read_bytes()
+    full_disk_for(monkeypatch, suffix)
+    message = error_of(
+        vae_sample, monkeypatch, checkpoint, "--num", "4", "--seed", "1", "--out", str(out)
+    )
+    assert "No space left on device" in message
+    assert out.read_bytes() == before and not leftovers(tmp_path)
+
+
+def test_sampling_without_out_writes_beside_the_checkpoint(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    monkeypatch.chdir(tmp_path)
+    run_main(vae_sample, monkeypatch, str(tmp_path / "run" / "checkpoint.pt"), "--num", "4")
+    assert (tmp_path / "run" / "samples-seed0-4.png").is_file() and not (
+        tmp_path / "samples.png"
+    ).exists()
+
+
+@pytest.mark.parametrize(
+    "suffix, when",
+    [(".png", "a picture of epoch 1"), (".pt", "the checkpoint"), (".gif", "the end of the run")],
+)
+def test_a_full_disk_during_a_run_is_one_line_that_names_what_to_do(
+    suffix, when, tmp_path, monkeypatch
+):
+    disk_freed = full_disk_for(monkeypatch, suffix)
+    message = error_of(
+        vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(tmp_path / "run")
+    )
+    assert "No space left on device" in message, when
+    assert "iostream" not in message and "inline_container" not in message
+    assert not leftovers(tmp_path)
+    if suffix == ".gif":  # the epoch is on disk: free some space and resume, which finishes the end
+        assert "free some space, then continue with --resume" in message
+        disk_freed()
+        run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "run" / "checkpoint.pt"))
+        assert (tmp_path / "run" / "training.gif").is_file()
+
+
+def test_the_log_rewrite_on_resume_leaves_no_partial_file(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    full_disk_for(monkeypatch, ".csv")
+    message = error_of(
+        vae_train, monkeypatch, "--resume", str(tmp_path / "run" / "checkpoint.pt"), "--epochs", "2"
+    )
+    assert "log.csv: No space left on device" in message and not leftovers(tmp_path)
+    assert [row["epoch"] for row in read_csv(tmp_path / "run" / "log.csv")] == ["1"]
+
+
+# ---- one run per folder ----
+
+
+def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_claim_is_taken_over(
+    tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    out.mkdir()
+    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / "run.lock").write_text(f"{run.socket.gethostname()} {other_run.pid}\n")
+        message = error_of(vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(out))
+        assert f"in use by a running run (process {other_run.pid}" in message
+        assert not (out / "checkpoint.pt").exists()
+    finally:
+        other_run.kill()
+        other_run.wait()
+    vae_run(monkeypatch, out, "--epochs", "1")  # its process is gone: the claim is stale
+    assert (out / "checkpoint.pt").is_file() and not (out / "run.lock").exists()
+
+
+def test_two_runs_started_together_on_one_folder(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(ROOT / "VAE" / "train.py"),
+        *FAKE,
+        "--epochs",
+        "4",
+        "--out",
+        str(out),
+    ]
+    runs = [
+        subprocess.Popen(
+            [*command, "--seed", seed], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for seed in ("0", "1")
+    ]
+    results = [(process.wait(timeout=120), process.stderr.read()) for process in runs]
+    assert sorted(code for code, _ in results) == [0, 1]
+    refused = next(error for code, error in results if code == 1)
+    assert "in use by a running run" in refused or "already holds a run" in refused
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 4
+
+
+# ---- resume continues the run as it was started ----
+
+
+def test_resume_without_epochs_trains_to_the_runs_own_end(tmp_path, monkeypatch):
+    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit, match="holds epoch 1; continue with --resume"):
+        vae_run(monkeypatch, tmp_path / "run", "--epochs", "3")
+    resume_normally()
+    run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "run" / "checkpoint.pt"))
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--lr", "0.5"], "--lr 0.5"),
+        (["--latent-dim", "8", "--batch-size", "32"], "--batch-size 32"),
+        (["--arch", "conv"], "--arch conv"),
+        (["--dataset", "mnist"], "--dataset mnist"),
+    ],
+)
+def test_resume_refuses_flags_that_would_change_the_run(flags, named, tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    message = error_of(
+        vae_train,
+        monkeypatch,
+        "--resume",
+        str(tmp_path / "run" / "checkpoint.pt"),
+        "--epochs",
+        "2",
+        *flags,
+    )
+    assert named in message and "continues the run as it was started" in message
+
+
+def test_resume_accepts_what_may_change_and_what_does_not_change_it(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    message = error_of(
+        vae_train, monkeypatch, "--resume", checkpoint, "--out", str(tmp_path / "else")
+    )
+    assert "--out" in message
+    run_main(
+        vae_train,
+        monkeypatch,
+        "--resume",
+        checkpoint,
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--dataset",
+        "fake",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
+
+
+def test_a_moved_data_folder_is_given_again_on_resume(mnist_root, tmp_path, monkeypatch):
+    flags = ["--data-root", str(mnist_root), "--embedding", "pca", "--batch-size", "10"]
+    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit):
+        run_main(vae_train, monkeypatch, *flags, "--epochs", "2", "--out", str(tmp_path / "run"))
+    resume_normally()
+    moved = tmp_path / "moved-data"
+    shutil.move(mnist_root / "MNIST", moved / "MNIST")
+    run_main(
+        vae_train,
+        monkeypatch,
+        "--resume",
+        str(tmp_path / "run" / "checkpoint.pt"),
+        "--data-root",
+        str(moved),
+    )
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+# ---- the end of a run is part of the run ----
+
+
+def test_a_run_stopped_during_its_end_finishes_on_resume(tmp_path, monkeypatch):
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_gif = vae_train.save_training_gif
+    monkeypatch.setattr(vae_train, "save_training_gif", stop)
+    with pytest.raises(SystemExit, match="holds epoch 2; continue with --resume"):
+        vae_run(monkeypatch, tmp_path / "run", "--epochs", "2")
+    assert not (tmp_path / "run" / "training.gif").exists()
+    monkeypatch.setattr(vae_train, "save_training_gif", real_gif)
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    run_main(vae_train, monkeypatch, "--resume", checkpoint)
+    assert (tmp_path / "run" / "training.gif").is_file()
+    assert [row["epoch"] for row in read_csv(tmp_path / "run" / "log.csv")] == ["1", "2"]
+    assert "run is finished" in error_of(vae_train, monkeypatch, "--resume", checkpoint)
+    run_main(vae_train, monkeypatch, "--resume", checkpoint, "--epochs", "3")  # a longer run
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 3
+
+
+# ---- signals ----
+
+
+@pytest.mark.skipif(
+    not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals"
+)
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "VAE" / "train.py"),
+            *FAKE,
+            "--epochs",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 90
+    while not (out / "log.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    error = process.communicate(timeout=60)[1]
+    assert process.returncode == 1
+    assert error.strip().count("\n") == 0 and error.startswith("stopped by SIGTERM: ")
+    assert "continue with --resume" in error and not leftovers(out)
+    assert not (out / "run.lock").exists()
