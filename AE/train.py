@@ -71,8 +71,8 @@ def train(args):
     run_name = f"{args.dataset}-{AUTOENCODERS[args.arch].run_name(args.latent_dim)}"
     run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name,
-                                      ranges={"code_l2": NON_NEGATIVE})
-    device, rank, world_size = join_process_group(choose_device(args.device))  # rank 0 of 1 alone
+                                      ranges={"code_l2": NON_NEGATIVE}, free=("embedding",))
+    device, rank, world_size = join_process_group(choose_device(args.device))
     main_process = rank == 0  # the one that prints, draws and writes
     memory_format = speed_flags_for(args, device)
     seed_everything(args.seed)  # the same seed in every process: the same weights

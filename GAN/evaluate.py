@@ -22,6 +22,7 @@ predictions on generated images give the class histogram, which shows mode colla
 scores any family's samples with the same classifier.
 """
 import hashlib
+import inspect
 import math
 import time
 
@@ -96,7 +97,10 @@ def load_classifier(dataset, root, train_set, test_set, device="cpu", epochs=5, 
                   num_classes=int(train_set[1].max()) + 1)
     with torch.device("meta"):  # built without drawing: the weights come later
         classifier = Classifier(**config)
-    trained_from = fingerprint([*train_set, *test_set], (repr(classifier), epochs, batch_size))
+    # what it is trained from: the data, the network, and the code that splits and trains
+    recipe = [inspect.getsource(f) for f in (split_training_set, train_classifier)]
+    trained_from = fingerprint([*train_set, *test_set], (repr(classifier), epochs, batch_size,
+                                                         *recipe))
     path = classifier_path(dataset, root, image_size)
     saved = read_cached_classifier(path)
     if saved is not None and saved.get("trained_from") != trained_from:

@@ -1,8 +1,8 @@
 """Sample quality for every family: FID in the feature space of a small classifier, and a class
 histogram.
 
-    python GAN/fid.py VAE/results/samples.pt --data-root ../shared/data  # any sample.py's tensor
-    python GAN/fid.py samples.pt --data-root ../shared/data --against validation  # to choose on
+    python GAN/fid.py VAE/results/samples.pt                  # any sample.py's tensor
+    python GAN/fid.py samples.pt --against validation         # to choose settings on
 
 The file holds float (N, C, H, W) images in [0, 1], N >= 2, with the dataset's channels. With a
 samples.labels.pt beside it (GAN/sample.py writes one for the conditional models: the class each

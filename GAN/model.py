@@ -129,7 +129,7 @@ class Discriminator(nn.Module):
             planes = F.one_hot(labels, self.label_planes).to(images.dtype)[:, :, None, None]
             planes = planes.expand(-1, -1, *images.shape[2:])                    # (B, 10, S, S)
             images = torch.cat([images, planes], 1)                               # (B, C+10, S, S)
-        features = self.features(images)                                           # (B, 4w, 4, 4)
+        features = self.features(images)                         # (B, 4w, 4, 4) or (B, hidden)
         score = self.score(features).flatten()                                     # (B,)
         return score, None if self.auxiliary is None else self.auxiliary(features)
 

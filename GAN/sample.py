@@ -2,7 +2,7 @@
 
     python GAN/sample.py GAN/results/mnist-dcgan/checkpoint.pt --num 64 --out samples.png  # a grid
     python GAN/sample.py GAN/results/mnist-dcgan/checkpoint.pt --num 10000 --out samples.pt
-    python GAN/fid.py samples.pt --data-root ../shared/data            # its FID and class histogram
+    python GAN/fid.py samples.pt                                   # its FID and class histogram
     python GAN/sample.py GAN/results/mnist-cgan/checkpoint.pt --num 1000 --labels 3 7 --out s.pt
 
 Each image is G(z, c) for z from the model's prior, from the averaged G if the run kept one, with

@@ -66,7 +66,7 @@ def train(args):
     run_name = f"{args.dataset}-{args.model}" + ("" if args.loss == "gan" else f"-{args.loss}")
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
         g_lr=POSITIVE, n_critic=POSITIVE, width=POSITIVE, ema=NON_NEGATIVE,
-        fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE))
+        fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE), free=("fid_every", "fid_samples"))
     if args.ema >= 1:
         raise InputError(f"--ema is a decay below 1 (0.999: about 1,000 G steps), not {args.ema}")
     device, rank, world_size = join_process_group(choose_device(args.device))
@@ -119,8 +119,7 @@ def train(args):
               f"{n_critic} D step(s) per G step, device {device}, writing to {out}"
               + ("; no FID: the dataset has no labels" if train_labels is None else ""))
         create_run_folder(out)
-    start_epoch, log_rows = (1, []) if checkpoint is None else \
-        restore_run(checkpoint, args.resume, model, optimizers, batches)
+    start_epoch, log_rows = restore_run(checkpoint, args.resume, model, optimizers, batches)
     troubled_epochs = []  # epochs that diverged or collapsed (warned about, not stopped)
 
     for epoch in range(start_epoch, args.epochs + 1):

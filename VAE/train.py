@@ -77,8 +77,8 @@ def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
     args, checkpoint, out = start_run(args, "VAE", HERE / "results" / run_name(args), ranges={
         "beta": NON_NEGATIVE, "recon_weight": NON_NEGATIVE, "width": POSITIVE,
-        "decoder_depth": POSITIVE})
-    device, rank, world_size = join_process_group(choose_device(args.device))  # rank 0 of 1 alone
+        "decoder_depth": POSITIVE}, free=("embedding",))
+    device, rank, world_size = join_process_group(choose_device(args.device))
     main_process = rank == 0  # the one that prints, draws and writes
     memory_format = speed_flags_for(args, device)
     seed_everything(args.seed)  # the same in every process: the same weights, one random stream

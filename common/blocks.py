@@ -41,7 +41,7 @@ class UpBlock(nn.Sequential):
 
 
 def num_halvings(image_size, smallest=4):
-    """How many DownBlocks take image_size down to `smallest` pixels, or ValueError if none do."""
+    """How many DownBlocks take image_size down to `smallest` pixels; InputError if none do."""
     halvings, size = 0, image_size
     while size > smallest and size % 2 == 0:
         size, halvings = size // 2, halvings + 1

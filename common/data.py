@@ -189,9 +189,11 @@ def held_out(files, folder):
 
 
 def split_training_set(images, labels):
-    """((images, labels) to fit, (images, labels) held out: the last 10,000, or a sixth of fewer),
-    for validation or as real images a classifier never saw. labels may be None."""
-    count = min(10_000, len(images) // 6)
+    """((images, labels) to fit, (images, labels) held out: the last 10,000, or a sixth of fewer
+    (at least one), for validation or as real images a classifier never saw. labels may be None."""
+    if len(images) < 2:
+        raise InputError(f"{len(images)} training image(s) cannot be split to hold some out")
+    count = max(1, min(10_000, len(images) // 6))
     fit, held = slice(None, -count), slice(-count, None)
     return ((images[fit], None if labels is None else labels[fit]),
             (images[held], None if labels is None else labels[held]))

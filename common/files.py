@@ -1,8 +1,10 @@
 """Every file the project writes is whole or absent: it is written to a temporary file beside it,
 flushed to disk, then renamed over the real name, which a crash cannot leave half done."""
+import contextlib
 import csv
 import io
 import os
+import secrets
 from pathlib import Path
 
 import torch
@@ -13,24 +15,30 @@ from common import InputError
 class WriteError(InputError):
     """A file could not be written (a full disk, a read-only folder): the run stops, whole."""
 
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
+
 
 def write_atomically(path, data):
-    """Write bytes to path whole or not at all. A failure removes the partial temporary file and
+    """Write bytes to path whole or not at all. The temporary file's name is this writer's own, so
+    two processes writing one file (a shared cache) never mix their bytes. A failure removes it and
     becomes one line that names the file and the reason ("No space left on device")."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.stem}.{secrets.token_hex(4)}{path.suffix}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as file:
+        with open(temporary, "xb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())  # on disk before the rename makes it the real file
         os.replace(temporary, path)
     except BaseException as error:  # also Ctrl-C mid-write: no partial file stays behind
-        if temporary.exists():
+        with contextlib.suppress(OSError):  # (it may never have been made)
             temporary.unlink()
         if isinstance(error, OSError):
-            raise WriteError(f"could not write {path}: {error.strerror or error}") from None
+            raise WriteError(f"could not write {path}: {error.strerror or error}",
+                             error.errno) from None
         raise
 
 
@@ -57,8 +65,3 @@ def write_csv(path, rows):
     writer.writeheader()
     writer.writerows(rows)
     write_atomically(path, text.getvalue().encode())
-
-
-def read_csv(path):
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))

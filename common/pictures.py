@@ -31,23 +31,19 @@ def write_samples(images, path):
         save_tensors(images, path)
 
 
-def save_gif(frame_paths, path, milliseconds_per_frame=200):
-    frames = [Image.open(p).convert("RGB") for p in frame_paths]
-    if frames:  # the last frame is held a little longer
-        buffer = io.BytesIO()
-        frames[0].save(buffer, format="GIF", save_all=True, loop=0, duration=milliseconds_per_frame,
-                       append_images=frames[1:] + [frames[-1]] * 5)
-        write_atomically(path, buffer.getbuffer())
-
-
-def save_training_gif(out, prefix, last_frame=None):
-    """The frames a run drew each epoch (out/frames/<prefix>_NNN.png) -> out/training.gif; the final
-    frame is also copied to last_frame when one is given."""
-    frames = sorted((Path(out) / "frames").glob(f"{prefix}_*.png"))
-    if frames:
-        save_gif(frames, Path(out) / "training.gif")
-        if last_frame is not None:
-            write_atomically(last_frame, frames[-1].read_bytes())
+def save_training_gif(out, prefix, last_frame=None, milliseconds_per_frame=200):
+    """The frames a run drew each epoch (out/frames/<prefix>_NNN.png) -> out/training.gif, the last
+    held a little longer; the last frame is also copied to last_frame when one is given."""
+    paths = sorted((Path(out) / "frames").glob(f"{prefix}_*.png"))
+    if not paths:
+        return
+    frames = [Image.open(path).convert("RGB") for path in paths]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, loop=0, duration=milliseconds_per_frame,
+                   append_images=frames[1:] + [frames[-1]] * 5)
+    write_atomically(Path(out) / "training.gif", buffer.getbuffer())
+    if last_frame is not None:
+        write_atomically(last_frame, paths[-1].read_bytes())
 
 
 def interpolation_pairs(labels, rows=8):

@@ -2,6 +2,7 @@
 folder, checkpoints and log.csv, the progress line, and ending in one line on bad input, Ctrl-C or
 SIGTERM."""
 import argparse
+import errno
 import math
 import os
 import pickle
@@ -11,6 +12,11 @@ import socket
 import sys
 import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import numpy as np
 import torch
@@ -63,8 +69,8 @@ def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, lat
          help="auto: CUDA, else MPS, else CPU")
     flag("--out", default=None, help=f"output folder; None: {family_dir.name}/results/<run name>")
     flag("--resume", default=None, metavar="CHECKPOINT",
-         help="continue that run as it was started (only --epochs, --data-root, --device and the "
-              "speed flags may change)")
+         help="continue that run as it was started; only " + ", ".join(
+             f"--{name.replace('_', '-')}" for name in MAY_CHANGE_ON_RESUME) + " may change")
     flag("--amp", action="store_true", help="CUDA only: bfloat16 autocast in the training steps")
     flag("--compile", action="store_true", help="torch.compile the networks")
     flag("--channels-last", action="store_true", help="channels-last memory layout (conv models)")
@@ -109,20 +115,21 @@ def run_training(train, parser):
     args = parser.parse_args()
     handlers = {}
     for name in ("SIGTERM", "SIGHUP"):  # stop as Ctrl-C does: files whole, the checkpoint named
-        if hasattr(signal, name):
-            handlers[name] = signal.signal(getattr(signal, name), stop_on_signal)
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # e.g. nohup's
+            handlers[number] = signal.signal(number, stop_on_signal)
     try:
         train(args)
     except WriteError as error:
-        sys.exit(f"error: {error}. {resume_hint(args, 'free some space, then ')}"
-                 if is_main_process() else 1)
+        advice = "free some space, then " if error.errno == errno.ENOSPC else ""
+        sys.exit(f"error: {error}. {resume_hint(args, advice)}" if is_main_process() else 1)
     except InputError as error:
         sys.exit(f"error: {error}" if is_main_process() else 1)
     except KeyboardInterrupt as stop:
         sys.exit(f"{str(stop) or 'interrupted'}: {resume_hint(args)}" if is_main_process() else 1)
     finally:
-        for name, handler in handlers.items():
-            signal.signal(getattr(signal, name), handler)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
         release_run_folders()
         leave_process_group()
 
@@ -140,35 +147,39 @@ def resume_hint(args, advice=""):
     return f"{path} holds epoch {epoch}; {advice}continue with --resume {path}"
 
 
-def start_run(args, family, default_out, ranges=None):
+def start_run(args, family, default_out, ranges=None, free=()):
     """Check the flags, then resume the run in args.resume or prepare a new one in args.out
     (default_out if not given). Nothing is written yet: create_run_folder does that once the data
-    is loaded. Returns (args, checkpoint or None, out folder).
+    is loaded. Returns (args, checkpoint or None, out folder); args is updated in place.
 
     A resumed run continues as it was started: its own flags come back, and a flag given now that
-    would change it is refused, except MAY_CHANGE_ON_RESUME; its outputs stay beside the
-    checkpoint. A run whose epochs are trained but whose end (final figures, FID) was cut short
-    finishes."""
+    would change it is refused, except MAY_CHANGE_ON_RESUME and the family's `free` ones (which
+    change only what is measured). Its outputs stay beside the checkpoint. A run whose epochs are
+    trained but whose end (final figures, FID) was cut short finishes."""
     given = set(vars(args).pop("given", ()))
     check_ranges(args, ranges)
     checkpoint = None
     if args.resume:
         checkpoint = load_checkpoint(args.resume, family)
-        run = checkpoint["args"]
+        run, trained = checkpoint["args"], checkpoint["epoch"]
         folder = Path(args.resume).resolve().parent
-        changed = [name for name in sorted(given - {"resume", *MAY_CHANGE_ON_RESUME})
+        may_change = {*MAY_CHANGE_ON_RESUME, *free}
+        if run["lr_schedule"] == "cosine":  # its curve is drawn over the run's length
+            may_change.discard("epochs")
+        changed = [name for name in sorted(given - {"resume"})
                    if (Path(args.out).resolve() != folder if name == "out"
-                       else getattr(args, name) != run.get(name))]
+                       else name not in may_change and getattr(args, name) != run.get(name))]
         if changed:
             listed = ", ".join(f"--{n.replace('_', '-')} {getattr(args, n)}" for n in changed)
+            allowed = ", ".join(f"--{n.replace('_', '-')}" for n in sorted(may_change))
             raise InputError(f"--resume continues the run as it was started, and {listed} would "
-                             f"change it; only --epochs, --data-root, --device, --amp, --compile "
-                             f"and --channels-last may change")
-        kept = {name: getattr(args, name) for name in MAY_CHANGE_ON_RESUME if name in given}
-        args = argparse.Namespace(**{**vars(args), **run, **kept, "resume": args.resume,
-                                     "out": str(folder)})
-        trained, finished = checkpoint["epoch"], checkpoint.get("finished", False)
-        if args.epochs < trained or (args.epochs == trained and finished):
+                             f"change it; only {allowed} may change")
+        kept = {name: getattr(args, name) for name in may_change & given}
+        vars(args).update({**run, **kept, "resume": args.resume, "out": str(folder)})
+        if args.epochs < trained:
+            raise InputError(f"{args.resume} has trained {trained} epochs, more than --epochs "
+                             f"{args.epochs} (which counts from the start of the run)")
+        if args.epochs == trained and checkpoint.get("finished"):
             raise InputError(f"{args.resume} has trained {trained} epochs and its run is finished: "
                              f"give a larger --epochs to train on (it counts from the start)")
         if args.epochs == trained:
@@ -183,55 +194,50 @@ def start_run(args, family, default_out, ranges=None):
         problem = "not a folder" if not existing.is_dir() else "read-only"
         raise InputError(f"--out {out} cannot be written: {existing} is {problem}")
     args.out = str(out)
+    STARTED_FROM[out] = None if checkpoint is None else checkpoint["epoch"]
     return args, checkpoint, out
 
 
-CLAIMED = []  # the run.lock files this process holds
+STARTED_FROM = {}  # run folder -> the epoch of the checkpoint start_run found there (None: new)
+CLAIMED = {}  # run folder -> the open run.lock this process holds a lock on
 
 
 def create_run_folder(out):
-    """Make the run's folder and claim it with out/run.lock (host and process id), so that no second
-    run writes into it while this one lives. A lock whose process has gone is taken over."""
-    lock = out / "run.lock"
+    """Make the run's folder and claim it: an exclusive lock on out/run.lock, which the system
+    releases when this process ends, however it ends. A folder another live run holds is refused;
+    so is one whose checkpoint changed since start_run looked (a run that ended meanwhile)."""
     try:
         (out / "frames").mkdir(parents=True, exist_ok=True)
-        while lock not in CLAIMED:
-            try:
-                with open(lock, "x") as file:  # "x": fails if the file exists, atomically
-                    file.write(f"{socket.gethostname()} {os.getpid()}\n")
-                CLAIMED.append(lock)
-            except FileExistsError:
-                owner = live_owner(lock)
-                if owner:
-                    raise InputError(f"{out} is in use by a running run ({owner}); choose another "
-                                     f"--out (if no run is using it, delete {lock})") from None
-                lock.unlink(missing_ok=True)
+        lock = CLAIMED.get(out) or open(out / "run.lock", "a+")
     except OSError as error:
         raise InputError(f"--out {out} cannot be created ({error.strerror or error})") from None
-
-
-def live_owner(lock):
-    """"process N on HOST" if the run that wrote lock is alive (or on another host, where this
-    cannot be told); None if it is gone, or is this process (an earlier run in it)."""
-    try:
-        host, pid = lock.read_text().split()
-    except (OSError, ValueError):  # gone, or its writer has not written it yet
-        return "starting" if lock.exists() else None
-    if host == socket.gethostname():
-        if int(pid) == os.getpid():
-            return None
+    if fcntl is not None and out not in CLAIMED:  # (Windows has no fcntl: no claim there)
         try:
-            os.kill(int(pid), 0)  # signal 0 only asks whether the process exists
-        except ProcessLookupError:
-            return None
-        except PermissionError:  # it exists, under another user
-            pass
-    return f"process {pid} on {host}"
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            owner = lock.read().strip() or "another process"
+            lock.close()
+            raise InputError(f"{out} is in use by a running run ({owner}): wait for it to end, "
+                             f"or choose another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        lock.flush()
+    CLAIMED[out] = lock
+    path = out / "checkpoint.pt"
+    found = torch.load(path, map_location="cpu", weights_only=True)["epoch"] \
+        if path.is_file() else None
+    if out in STARTED_FROM and found != STARTED_FROM[out]:
+        raise InputError(f"{path} changed while this run started (another run wrote epoch "
+                         f"{found}): resume it with --resume {path}, or choose another --out")
 
 
 def release_run_folders():
-    while CLAIMED:
-        CLAIMED.pop().unlink(missing_ok=True)
+    """Give up every claim this process holds (finish_run and the end of run_training do)."""
+    for lock in CLAIMED.values():
+        lock.close()
+    CLAIMED.clear()
 
 
 def choose_device(name="auto"):
@@ -284,7 +290,7 @@ def print_progress(epoch, epochs, step, steps, batch_size, started, losses):
           end="\r" if sys.stdout.isatty() else "\n", flush=True)
 
 
-def check_finite(values, epoch, out, step=None, hint="Try a lower --lr"):
+def check_finite(values, epoch, out, step=None):
     """Stop, saying which checkpoint exists, once a loss or a test figure is no longer finite: a
     model that scores NaN is never checkpointed. Every finished epoch wrote one."""
     values = {name: float(value) for name, value in values.items()}
@@ -293,7 +299,7 @@ def check_finite(values, epoch, out, step=None, hint="Try a lower --lr"):
     kept = f"{out / 'checkpoint.pt'} (epoch {epoch - 1}) is kept" if epoch > 1 else \
         "no checkpoint was written"
     where = f"epoch {epoch}" + ("" if step is None else f", step {step}")
-    raise InputError(f"the losses became {values} in {where}; stopped: {kept}. {hint}")
+    raise InputError(f"the losses became {values} in {where}; stopped: {kept}. Try a lower --lr")
 
 
 def checkpoint_state(family, model, model_config, optimizers, epoch, args, batches, **extra):
@@ -318,6 +324,8 @@ def finish_run(out):
     path = out / "checkpoint.pt"
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     save_tensors({**checkpoint, "finished": True}, path)
+    STARTED_FROM.pop(out, None)
+    release_run_folders()
 
 
 def restore_run(checkpoint, path, model, optimizers, batches):

@@ -24,6 +24,7 @@ fastest flags and prints the wall time of the whole command.
 """
 
 import argparse
+import csv
 import struct
 import subprocess
 import sys
@@ -42,7 +43,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from common.files import read_csv
 from common.run import choose_device
 from VAE.model import VAE
 
@@ -107,7 +107,8 @@ def train_py_images_per_second(script, flags, scratch, device, epochs=2):
     ]
     started = time.time()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    rows = read_csv(out / "log.csv")
+    with open(out / "log.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
     return (
         float(rows[-1]["images_per_second"]),
         sum(float(row["seconds"]) for row in rows),

@@ -1,6 +1,7 @@
 """Shared fixtures: tiny datasets written in their real on-disk formats, so that tests go through
 the real loaders."""
 
+import csv
 import pickle
 import struct
 import sys
@@ -70,3 +71,9 @@ def user_cache(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.getbasetemp() / "user-cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     return folder
+
+
+def read_csv(path):
+    """The rows of a CSV file a run wrote, as dicts of strings."""
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))

@@ -10,8 +10,7 @@ from AE import sample as ae_sample
 from AE import train as ae_train
 from AE.model import PCA, ConvAE, LinearAE
 from common.data import original_area
-from common.files import read_csv
-from conftest import ROOT
+from conftest import ROOT, read_csv
 from test_vae_train import error_of, run_main
 
 

@@ -8,7 +8,7 @@ import torchvision
 from PIL import Image
 
 from common import InputError, data
-from common.data import Batches, load_dataset
+from common.data import Batches, load_dataset, split_training_set
 from conftest import write_idx, write_images
 
 
@@ -232,3 +232,11 @@ def test_cars_files_that_a_download_brings_are_used(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "StanfordCars", download_into_place)
     images, labels = load_dataset("cars", tmp_path, image_size=16, train=False)
     assert images.shape == (3, 3, 16, 16) and labels is None
+
+
+def test_a_few_images_still_split_into_fitted_and_held_out():
+    images, labels = torch.zeros(5, 1, 4, 4, dtype=torch.uint8), torch.arange(5)
+    (fit, fit_labels), (held, held_labels) = split_training_set(images, labels)
+    assert (len(fit), len(held)) == (4, 1) and held_labels.tolist() == [4]
+    with pytest.raises(InputError, match="cannot be split"):
+        split_training_set(images[:1], labels[:1])

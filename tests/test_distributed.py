@@ -9,9 +9,8 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, write_images
+from conftest import ROOT, read_csv, write_images
 from common.data import Batches
-from common.files import read_csv
 from AE import train as ae_train
 from GAN import train as gan_train
 from VAE import train as vae_train

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from common import InputError, data, files, run
-from common.files import read_csv
-from conftest import write_images
+from conftest import read_csv, write_images
 from AE import train as ae_train
 from GAN import evaluate as gan_evaluate
 from GAN import model as gan_model
@@ -97,16 +96,12 @@ def test_an_out_folder_that_cannot_be_written(tmp_path, monkeypatch):
 
 def test_resuming_a_finished_run_says_there_is_nothing_left(tmp_path, monkeypatch):
     vae_run(monkeypatch, tmp_path / "run", "--epochs", "2")
-    for epochs in ("1", "2"):
-        message = error_of(
-            vae_train,
-            monkeypatch,
-            "--resume",
-            str(tmp_path / "run" / "checkpoint.pt"),
-            "--epochs",
-            epochs,
-        )
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    for flags in ([], ["--epochs", "2"]):
+        message = error_of(vae_train, monkeypatch, "--resume", checkpoint, *flags)
         assert "has trained 2 epochs and its run is finished" in message
+    message = error_of(vae_train, monkeypatch, "--resume", checkpoint, "--epochs", "1")
+    assert "has trained 2 epochs, more than --epochs 1" in message
 
 
 # ---- data ----

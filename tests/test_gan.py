@@ -12,8 +12,7 @@ from torch import nn
 
 from common import InputError
 from common.data import load_dataset, split_training_set
-from common.files import read_csv
-from conftest import ROOT
+from conftest import ROOT, read_csv
 from GAN import evaluate as gan_evaluate
 from GAN import fid as fid_script
 from GAN import model as gan_model

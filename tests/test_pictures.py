@@ -9,7 +9,7 @@ from common.pictures import (
     nice_ticks,
     pca,
     save_curves,
-    save_gif,
+    save_training_gif,
     save_scatter,
     tsne,
     write_samples,
@@ -47,11 +47,12 @@ def test_pictures_are_written_as_valid_images(tmp_path):
     )
     save_curves(tmp_path / "one_epoch.png", {"train": [3.0]})
     save_scatter(tmp_path / "scatter.png", torch.randn(50, 2), torch.arange(50) % 10)
-    frames = []
+    (tmp_path / "frames").mkdir()
     for i in range(3):
-        frames.append(tmp_path / f"frame{i}.png")
-        Image.new("L", (8, 8), i * 80).save(frames[-1])
-    save_gif(frames, tmp_path / "training.gif")
+        Image.new("L", (8, 8), i * 80).save(tmp_path / "frames" / f"samples_{i:03d}.png")
+    save_training_gif(tmp_path, "samples", last_frame=tmp_path / "samples.png")
+    last = (tmp_path / "frames" / "samples_002.png").read_bytes()
+    assert (tmp_path / "samples.png").read_bytes() == last
     for name in ["curves.png", "one_epoch.png", "scatter.png", "training.gif"]:
         with Image.open(tmp_path / name) as image:
             image.verify()

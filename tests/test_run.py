@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from common import files, run
-from common.files import read_csv
-from conftest import ROOT
+from conftest import ROOT, read_csv
 from test_vae_train import error_of, run_main
 from VAE import sample as vae_sample
 from VAE import train as vae_train
@@ -130,22 +129,28 @@ def test_the_log_rewrite_on_resume_leaves_no_partial_file(tmp_path, monkeypatch)
 # ---- one run per folder ----
 
 
-def test_a_folder_in_use_by_a_live_run_is_refused_and_a_stale_claim_is_taken_over(
+def test_a_folder_in_use_by_a_live_run_is_refused_and_a_dead_runs_claim_is_not(
     tmp_path, monkeypatch
 ):
     out = tmp_path / "run"
     out.mkdir()
-    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = (
+        "import fcntl, sys, time; lock = open(sys.argv[1], 'a'); "
+        "fcntl.flock(lock, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"
+    )
+    other_run = subprocess.Popen(
+        [sys.executable, "-c", holder, str(out / "run.lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
-        (out / "run.lock").write_text(f"{run.socket.gethostname()} {other_run.pid}\n")
+        assert other_run.stdout.readline().strip() == "held"
         message = error_of(vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(out))
-        assert f"in use by a running run (process {other_run.pid}" in message
+        assert "in use by a running run" in message
         assert not (out / "checkpoint.pt").exists()
     finally:
         other_run.kill()
         other_run.wait()
-    vae_run(monkeypatch, out, "--epochs", "1")  # its process is gone: the claim is stale
-    assert (out / "checkpoint.pt").is_file() and not (out / "run.lock").exists()
+    vae_run(monkeypatch, out, "--epochs", "1")  # its process is gone, and so is its claim
+    assert (out / "checkpoint.pt").is_file()
 
 
 def test_two_runs_started_together_on_one_folder(tmp_path):
@@ -302,4 +307,88 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     assert process.returncode == 1
     assert error.strip().count("\n") == 0 and error.startswith("stopped by SIGTERM: ")
     assert "continue with --resume" in error and not leftovers(out)
-    assert not (out / "run.lock").exists()
+
+
+# ---- the edges of the above ----
+
+
+def test_a_stopped_resumed_run_names_its_checkpoint(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit) as stop:
+        run_main(vae_train, monkeypatch, "--resume", str(checkpoint), "--epochs", "3")
+    assert str(stop.value.code) == (
+        f"interrupted: {checkpoint} holds epoch 1; continue with --resume {checkpoint}"
+    )
+
+
+def test_a_signal_that_was_ignored_stays_ignored(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    seen = {}
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts a run
+    try:
+        run.run_training(
+            lambda args: seen.update(
+                hup=signal.getsignal(signal.SIGHUP), term=signal.getsignal(signal.SIGTERM)
+            ),
+            run.FlagParser(),
+        )
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert seen == {"hup": signal.SIG_IGN, "term": run.stop_on_signal}
+
+
+def test_two_writers_of_one_file_never_share_a_temporary_file(tmp_path, monkeypatch):
+    sources = []
+    real_replace = os.replace
+    monkeypatch.setattr(files.os, "replace", lambda a, b: (sources.append(a), real_replace(a, b)))
+    files.write_atomically(tmp_path / "cache.pt", b"one")
+    files.write_atomically(tmp_path / "cache.pt", b"two")
+    assert sources[0] != sources[1] and (tmp_path / "cache.pt").read_bytes() == b"two"
+
+
+def test_a_run_that_ended_while_another_started_on_its_folder_is_not_overwritten(
+    tmp_path, monkeypatch
+):
+    vae_run(monkeypatch, tmp_path / "done", "--epochs", "1")
+    real_load = vae_train.load_dataset
+
+    def load_while_a_run_finishes(*args, **kwargs):
+        shutil.copytree(tmp_path / "done", tmp_path / "run", dirs_exist_ok=True)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(vae_train, "load_dataset", load_while_a_run_finishes)
+    message = error_of(
+        vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(tmp_path / "run")
+    )
+    assert "changed while this run started" in message
+
+
+def test_resume_edges(tmp_path, monkeypatch):
+    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit):
+        vae_run(monkeypatch, tmp_path / "run", "--epochs", "3", "--lr-schedule", "cosine")
+    resume_normally()
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    assert "more than --epochs 0" not in error_of(
+        vae_train, monkeypatch, "--resume", checkpoint, "--epochs", "1", "--embedding", "tsne"
+    )
+    # a cosine schedule is drawn over the run's length: that length may not change
+    assert "--epochs 5 would change it" in error_of(
+        vae_train, monkeypatch, "--resume", checkpoint, "--epochs", "5"
+    )
+    # what is only measured may change: here the picture of the codes
+    run_main(vae_train, monkeypatch, "--resume", checkpoint, "--embedding", "pca")
+    assert (tmp_path / "run" / "latent_pca.png").is_file()
+
+
+def test_a_read_only_folder_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    def refused(descriptor):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(files.os, "fsync", refused)
+    message = error_of(
+        vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(tmp_path / "run")
+    )
+    assert "Permission denied" in message and "free some space" not in message

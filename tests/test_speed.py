@@ -3,7 +3,7 @@ numbers."""
 
 import pytest
 
-from common.files import read_csv
+from conftest import read_csv
 from AE import train as ae_train
 from GAN import train as gan_train
 from VAE import train as vae_train

@@ -3,6 +3,7 @@ finished: sample.py's flags and --out, a full disk or Ctrl-C during the end-of-r
 the slow t-SNE announced before it starts."""
 import errno
 import os
+import re
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from AE import report as ae_report
 from AE import sample as ae_sample
 from AE import train as ae_train
 from common import files
-from common.files import read_csv
+from conftest import read_csv
 from test_vae_train import error_of, run_main
 from VAE import report as vae_report
 from VAE import sample as vae_sample
@@ -37,7 +38,8 @@ def full_disk_for(monkeypatch, name):
     real_fsync = os.fsync
 
     def fsync(descriptor):
-        if os.readlink(f"/proc/self/fd/{descriptor}").endswith(name + ".tmp"):
+        written = os.readlink(f"/proc/self/fd/{descriptor}")  # <stem>.<token><suffix>.tmp
+        if re.sub(r"\.[0-9a-f]{8}(\.\w+\.tmp)$", r"\1", written).endswith(name + ".tmp"):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(descriptor)
     monkeypatch.setattr(files.os, "fsync", fsync)

@@ -8,9 +8,8 @@ import torch
 
 from common import run
 from common.data import load_dataset
-from common.files import read_csv
+from conftest import ROOT, read_csv
 from common.run import load_trained_model, lr_factor
-from conftest import ROOT
 from VAE import evaluate as vae_evaluate
 from VAE import report as vae_report
 from VAE import model as vae_model
