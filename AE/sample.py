@@ -8,7 +8,6 @@ the simplest sampler that lands where the decoder has seen codes.
 A .png gets a grid, a .pt the float tensor (N, C, H, W) in [0, 1]. The VAE and GAN folders take the
 same arguments.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,12 +17,12 @@ import torch
 
 from common import InputError
 from common.pictures import write_samples
-from common.run import add_sample_flags, choose_device, load_trained_model, samples_path
+from common.run import FlagParser, add_sample_flags, choose_device, load_trained_model, samples_path
 from AE.model import make_autoencoder
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Sample images from a trained autoencoder.")
+    parser = FlagParser(description="Sample images from a trained autoencoder.")
     add_sample_flags(parser)
     args = parser.parse_args()
     try:

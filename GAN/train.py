@@ -46,7 +46,9 @@ def main():
 
 def make_parser():
     parser = FlagParser(description="Train a GAN. Flags left at None take the model's and the "
-                                    "loss's own settings (GAN/model.py).")
+                                    "loss's own settings (GAN/model.py). The first run on a "
+                                    "dataset trains the FID's classifier once (about 5 minutes "
+                                    "on a CPU).")
     add_shared_flags(parser, HERE, epochs=20, batch_size=64, lr=None, latent_dim=None)
     flag = parser.add_argument
     flag("--model", default="dcgan", choices=MODELS, help="the variant (GAN/model.py)")

@@ -12,7 +12,6 @@ padded MNIST. What the figure means depends on the likelihood:
     Gaussian                        bits per dimension of the 8-bit images, with uniform
                                     dequantization and the log 256 term (VAE.model.bits_per_dim)
 """
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -23,12 +22,12 @@ import torch
 
 from common import InputError
 from common.data import load_dataset, original_area
-from common.run import POSITIVE, check_ranges, choose_device, load_trained_model
+from common.run import POSITIVE, FlagParser, check_ranges, choose_device, load_trained_model
 from VAE.model import VAE, binarize_once, bits_per_dim, dequantize
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Importance-weighted NLL of a trained VAE.")
+    parser = FlagParser(description="Importance-weighted NLL of a trained VAE.")
     parser.add_argument("checkpoint")
     parser.add_argument("--samples", type=int, default=1000, help="importance samples k per image")
     parser.add_argument("--images", type=int, default=1000, help="how many test images (the first)")

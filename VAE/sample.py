@@ -6,7 +6,6 @@
 A .png gets a grid, a .pt the float tensor (N, C, H, W) in [0, 1]. Each image is the decoder's mean
 E[x|z] for z ~ N(0, I). The GAN and AE folders take the same arguments.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,12 +15,12 @@ import torch
 
 from common import InputError
 from common.pictures import write_samples
-from common.run import add_sample_flags, choose_device, load_trained_model, samples_path
+from common.run import FlagParser, add_sample_flags, choose_device, load_trained_model, samples_path
 from VAE.model import VAE
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Sample images from a trained VAE.")
+    parser = FlagParser(description="Sample images from a trained VAE.")
     add_sample_flags(parser)
     args = parser.parse_args()
     try:

@@ -39,7 +39,7 @@ class FlagParser(argparse.ArgumentParser):
     (args.given): a resumed run refuses those that would change it."""
 
     def __init__(self, **options):
-        super().__init__(formatter_class=argparse.ArgumentDefaultsHelpFormatter, **options)
+        super().__init__(formatter_class=ShowDefaults, **options)
 
     def parse_known_args(self, args=None, namespace=None):
         parsed, rest = super().parse_known_args(args, namespace)
@@ -48,6 +48,16 @@ class FlagParser(argparse.ArgumentParser):
         super().parse_known_args(args, probe)
         parsed.given = sorted(name for name, value in vars(probe).items() if value is not unset)
         return parsed, rest
+
+
+class ShowDefaults(argparse.HelpFormatter):
+    """--help with each flag's default, where it has one to show (not None, not an off switch)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.help is None \
+                or action.default == argparse.SUPPRESS:
+            return action.help
+        return f"{action.help} (default: %(default)s)"
 
 
 def add_shared_flags(parser, family_dir, epochs=10, batch_size=128, lr=1e-3, latent_dim=20):
