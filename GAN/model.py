@@ -10,7 +10,7 @@ Convolutional Generative Adversarial Networks", arXiv:1511.06434): transposed co
 and ReLU up to a Tanh in G, strided convs with LeakyReLU(0.2) in D, every weight drawn from
 N(0, 0.02).
 
-`loss` picks the objective. With s = D(x) a raw score (a logit for "gan") and sigma the logistic
+`loss` picks the objective. D(x) is a raw score (a logit for "gan") and sigma the logistic
 function:
 
     gan      (non-saturating, as in the GAN paper's practical advice)
@@ -287,9 +287,9 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def update_averaged_generator(self):
-        """After each G step (nothing without ema_decay). With t updates so far and beta =
-        min(ema_decay, (1 + t) / (10 + t)), which keeps the first steps from averaging in the
-        random start:"""
+        """After each G step (nothing without ema_decay): theta_avg <- beta theta_avg + (1 - beta)
+        theta, with t updates so far and beta = min(ema_decay, (1 + t) / (10 + t)), which keeps
+        the first steps from averaging in the random start."""
         if self.averaged_generator is None:
             return
         self.averaged_steps += 1

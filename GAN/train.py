@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 import torch
 
 from common import InputError
-from common.data import Batches, load_dataset, split_training_set
+from common.blocks import num_halvings
+from common.data import DEFAULT_IMAGE_SIZE, Batches, load_dataset, split_training_set
 from common.distributed import (data_parallel, describe_batch, join_process_group,
                                 main_process_first, mean_over_processes, share_random_state)
 from common.pictures import save_curves, save_grid, save_training_gif
@@ -76,6 +77,7 @@ def train(args):
     memory_format = speed_flags_for(args, device)
     seed_everything(args.seed)  # the same seed in every process: the same weights, one stream
 
+    num_halvings(args.image_size or DEFAULT_IMAGE_SIZE.get(args.dataset, 32))  # before decoding
     with main_process_first(world_size):  # one download, one cache
         train_images, train_labels = load_dataset(args.dataset, args.data_root, args.image_size)
     num_classes = 10 if train_labels is None else int(train_labels.max()) + 1
@@ -135,8 +137,7 @@ def train(args):
             for optimizer in (d_optimizer, g_optimizer):
                 optimizer.param_groups[0]["lr"] = optimizer.defaults["lr"] * schedule
             real = real.contiguous(memory_format=memory_format)
-            # Each process draws the noise (and codes) of the whole batch and keeps its own rows
-            # (batches.part): together they draw what a single process would.
+            # Each process draws the whole batch's noise and codes, and keeps its rows (as one would)
             z = batches.shard(model.noise(args.batch_size))
             codes = model.random_codes(args.batch_size, real_labels, rows=batches.part)
             # G's graph is kept for its own step only

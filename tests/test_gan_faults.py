@@ -137,3 +137,17 @@ def test_an_end_of_run_cut_short_is_finished_on_resume(tmp_path, monkeypatch, ca
     assert (out / "fid.csv").read_text() == (tmp_path / "straight" / "fid.csv").read_text()
     assert load_checkpoint(out / "checkpoint.pt", "GAN")["finished"]
     assert "is finished" in error_of(gan_train, monkeypatch, "--resume", str(out / "checkpoint.pt"))
+
+
+def test_an_image_size_the_networks_cannot_take_is_refused_before_any_decoding(tmp_path,
+                                                                               monkeypatch):
+    from common import data
+    from conftest import write_images
+    write_images(tmp_path / "images", 12)
+
+    def decode(*args):
+        raise AssertionError("an image was decoded")
+    monkeypatch.setattr(data, "decode", decode)
+    message = error_of(gan_train, monkeypatch, "--dataset", "folder", "--data-root",
+                       str(tmp_path / "images"), "--image-size", "48", "--out", str(tmp_path / "r"))
+    assert "image size 48 is not supported" in message
