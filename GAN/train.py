@@ -137,7 +137,7 @@ def train(args):
             for optimizer in (d_optimizer, g_optimizer):
                 optimizer.param_groups[0]["lr"] = optimizer.defaults["lr"] * schedule
             real = real.contiguous(memory_format=memory_format)
-            # Each process draws the whole batch's noise and codes, and keeps its rows (as one would)
+            # Each process draws the whole batch's noise and codes and keeps its rows, as one would
             z = batches.shard(model.noise(args.batch_size))
             codes = model.random_codes(args.batch_size, real_labels, rows=batches.part)
             # G's graph is kept for its own step only
