@@ -118,11 +118,6 @@ class ConvAE(Autoencoder):
         self.code_shape = (width, 4, 4)
         self.add_code_gaussian()
 
-    @staticmethod
-    def run_name(code_dim):
-        """The run's folder name: the code's size follows from the image's, not from code_dim."""
-        return "conv"
-
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, 128, 4, 4)
 
@@ -143,11 +138,6 @@ class LinearAE(Autoencoder):
                                      nn.Unflatten(1, (width, 4, 4)), up)          # (B, C, H, W)
         self.code_shape = (code_dim,)
         self.add_code_gaussian()
-
-    @staticmethod
-    def run_name(code_dim):
-        """The run's folder name: n, the size of the code."""
-        return f"linear-n{code_dim}"
 
     def encode(self, x):
         return self.squash(self.encoder(x))                         # (B, n)

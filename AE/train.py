@@ -68,7 +68,8 @@ def make_parser():
 
 def train(args):
     """Train as the flags say; returns the trained model (in every process, under torchrun)."""
-    run_name = f"{args.dataset}-{AUTOENCODERS[args.arch].run_name(args.latent_dim)}"
+    code = f"linear-n{args.latent_dim}" if args.arch == "linear" else "conv"  # conv: its own size
+    run_name = f"{args.dataset}-{code}"
     run_name += "-cosine" if args.lr_schedule == "cosine" else ""
     args, checkpoint, out = start_run(args, "AE", HERE / "results" / run_name,
                                       ranges={"code_l2": NON_NEGATIVE}, free=("embedding",))

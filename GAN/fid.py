@@ -19,7 +19,7 @@ import torch
 
 from common import InputError
 from common.data import load_dataset
-from common.run import FlagParser
+from common.run import FlagParser, check_ranges, run_script
 from GAN.evaluate import SampleScorer
 
 
@@ -34,34 +34,40 @@ def main():
                         help="the dataset's folder")
     parser.add_argument("--image-size", type=int, default=None,
                         help="the classifier's input size; None: the dataset's own")
-    args = parser.parse_args()
-    try:
-        images = read_samples(args.samples)
-        labels_path = Path(args.samples).with_suffix(".labels.pt")
-        labels = read_labels(labels_path, len(images)) if labels_path.is_file() else None
-        train_set = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
-        test_set = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
-        channels = train_set[0].shape[1]
-        if images.shape[1] != channels:
-            raise InputError(f"{args.samples} holds {images.shape[1]}-channel images, and the "
-                             f"{args.dataset} images have {channels}")
-        classes = 0 if train_set[1] is None else int(train_set[1].max()) + 1
-        if labels is not None and not bool(((labels >= 0) & (labels < classes)).all()):
-            raise InputError(f"{labels_path} holds classes outside 0..{classes - 1}")
-        scorer = SampleScorer(args.dataset, args.data_root, train_set, test_set)
-        result = scorer.score(images, labels, args.against)
-        floor_source = "held-out training" if args.against == "test" else "test"
-        print(f"{len(images)} samples against the {args.against} images: FID "
-              f"{result['fid']:.4f} (floor {result['floor']:.4f}: {result['floor_images']} "
-              f"{floor_source} images; {result['fid'] / result['floor']:.2f}x the floor)")
-        print("class histogram: "
-              + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["shares"])))
-        if labels is not None:
-            print(f"requested class recognised in {result['accuracy']:.2%} of the samples; per "
-                  f"class: " + " ".join(f"{label}:{share:.3f}"
-                                        for label, share in enumerate(result["class_accuracy"])))
-    except InputError as error:
-        sys.exit(f"error: {error}")
+    run_script(score, parser.parse_args())
+
+
+def score(args):
+    """Print the FID and the class histogram of the samples."""
+    check_ranges(args)  # --image-size
+    images = read_samples(args.samples)
+    labels_path = Path(args.samples).with_suffix(".labels.pt")
+    labels = read_labels(labels_path, len(images)) if labels_path.is_file() else None
+    train_set = load_dataset(args.dataset, args.data_root, args.image_size, train=True)
+    test_set = load_dataset(args.dataset, args.data_root, args.image_size, train=False)
+    channels, size = train_set[0].shape[1], train_set[0].shape[-1]
+    if images.shape[1] != channels:
+        raise InputError(f"{args.samples} holds {images.shape[1]}-channel images, and the "
+                         f"{args.dataset} images have {channels}")
+    if images.shape[-2:] not in ((size, size), (size - 4, size - 4)):  # 28 px: MNIST unpadded
+        raise InputError(f"{args.samples} holds {images.shape[-2]}x{images.shape[-1]} images, and "
+                         f"the classifier takes the {args.dataset} images' {size}x{size} (see "
+                         f"--image-size)")
+    classes = 0 if train_set[1] is None else int(train_set[1].max()) + 1
+    if labels is not None and not bool(((labels >= 0) & (labels < classes)).all()):
+        raise InputError(f"{labels_path} holds classes outside 0..{classes - 1}")
+    scorer = SampleScorer(args.dataset, args.data_root, train_set, test_set)
+    result = scorer.score(images, labels, args.against)
+    floor_source = "held-out training" if args.against == "test" else "test"
+    print(f"{len(images)} samples against the {args.against} images: FID "
+          f"{result['fid']:.4f} (floor {result['floor']:.4f}: {result['floor_images']} "
+          f"{floor_source} images; {result['fid'] / result['floor']:.2f}x the floor)")
+    print("class histogram: "
+          + " ".join(f"{label}:{share:.3f}" for label, share in enumerate(result["shares"])))
+    if labels is not None:
+        print(f"requested class recognised in {result['accuracy']:.2%} of the samples; per "
+              f"class: " + " ".join(f"{label}:{share:.3f}"
+                                    for label, share in enumerate(result["class_accuracy"])))
 
 
 def read_tensor(path):

@@ -27,7 +27,8 @@ from common import InputError
 from common.data import load_dataset
 from common.files import save_tensors
 from common.pictures import write_samples
-from common.run import FlagParser, add_sample_flags, choose_device, load_trained_model, samples_path
+from common.run import (add_sample_flags, choose_device, FlagParser, load_trained_model,
+                        run_script, samples_path)
 from GAN.model import make_gan
 
 
@@ -40,30 +41,31 @@ def main():
                         help="infogan: print the class each c1 value draws, on the test set")
     parser.add_argument("--data-root", default=None,
                         help="--clusters: the dataset's folder; None: the training run's")
-    args = parser.parse_args()
-    try:
-        out = samples_path(args)
-        device = choose_device(args.device)
-        model, checkpoint = load_trained_model(args.checkpoint, "GAN", make_gan, device)
-        if args.clusters:
-            print_clusters(model, checkpoint["args"], args.data_root)
-            return
-        labels = model.category_values(args.labels, args.num)  # None: the model takes none
-        torch.manual_seed(args.seed)
-        images = []
-        for start in range(0, args.num, args.batch_size):
-            z = model.noise(min(args.batch_size, args.num - start))
-            asked = None if labels is None else labels[start:start + len(z)].to(device)
-            images.append(model.sample(z=z, labels=asked).cpu())
-        images = torch.cat(images)
-        write_samples(images, out)
-        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
-        if labels is not None and out.suffix == ".pt":
-            path = out.with_suffix(f".{model.category_name}.pt")
-            save_tensors(labels, path)
-            print(f"wrote their {model.category_name} to {path}")
-    except InputError as error:
-        sys.exit(f"error: {error}")
+    run_script(sample_images, parser.parse_args())
+
+
+def sample_images(args):
+    """Write the samples the flags ask for."""
+    out = samples_path(args)
+    device = choose_device(args.device)
+    model, checkpoint = load_trained_model(args.checkpoint, "GAN", make_gan, device)
+    if args.clusters:
+        print_clusters(model, checkpoint["args"], args.data_root)
+        return
+    labels = model.category_values(args.labels, args.num)  # None: the model takes none
+    torch.manual_seed(args.seed)
+    images = []
+    for start in range(0, args.num, args.batch_size):
+        z = model.noise(min(args.batch_size, args.num - start))
+        asked = None if labels is None else labels[start:start + len(z)].to(device)
+        images.append(model.sample(z=z, labels=asked).cpu())
+    images = torch.cat(images)
+    write_samples(images, out)
+    print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
+    if labels is not None and out.suffix == ".pt":
+        path = out.with_suffix(f".{model.category_name}.pt")
+        save_tensors(labels, path)
+        print(f"wrote their {model.category_name} to {path}")
 
 
 def print_clusters(model, run, data_root=None):

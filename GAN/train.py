@@ -70,8 +70,9 @@ def train(args):
     args, checkpoint, out = start_run(args, "GAN", HERE / "results" / run_name, ranges=dict(
         g_lr=POSITIVE, n_critic=POSITIVE, width=POSITIVE, ema=NON_NEGATIVE,
         fid_every=NON_NEGATIVE, fid_samples=NON_NEGATIVE), free=("fid_every", "fid_samples"))
-    if args.ema >= 1:
-        raise InputError(f"--ema is a decay below 1 (0.999: about 1,000 G steps), not {args.ema}")
+    if args.ema >= 1 or args.fid_samples == 1:  # a decay is below 1; a covariance needs two
+        raise InputError(f"--ema must be below 1 (not {args.ema}) and --fid-samples 0 or >= 2 "
+                         f"(not {args.fid_samples})")
     device, rank, world_size = join_process_group(choose_device(args.device))
     main_process = rank == 0  # the one that prints, draws, measures and writes
     memory_format = speed_flags_for(args, device)
@@ -229,9 +230,8 @@ def train(args):
     finish_run(out)
     print(f"done: figures, log.csv and checkpoint.pt in {out}")
     if troubled_epochs:
-        print(f"warning: training diverged or collapsed in epoch(s) "
-              f"{', '.join(map(str, troubled_epochs))} (see above): the samples are likely not "
-              f"digits. Try a lower --lr, or another --loss")
+        print(f"warning: training diverged or collapsed in epoch(s) {troubled_epochs} (see "
+              f"above): the samples are likely not digits. Try a lower --lr, or another --loss")
     return model
 
 

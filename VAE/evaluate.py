@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 
 import torch
 
-from common import InputError
 from common.data import load_dataset, original_area
-from common.run import POSITIVE, FlagParser, check_ranges, choose_device, load_trained_model
+from common.run import (POSITIVE, check_ranges, choose_device, FlagParser, load_trained_model,
+                        run_script)
 from VAE.model import VAE, binarize_once, bits_per_dim, dequantize
 
 
@@ -34,15 +34,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    args = parser.parse_args()
-    try:
-        check_ranges(args, {"samples": POSITIVE, "images": POSITIVE})
-        device = choose_device(args.device)
-        model, checkpoint = load_trained_model(args.checkpoint, "VAE", VAE, device)
-        run = checkpoint["args"]
-        images, _ = load_dataset(run["dataset"], run["data_root"], run["image_size"], train=False)
-    except InputError as error:
-        sys.exit(f"error: {error}")
+    run_script(estimate, parser.parse_args())
+
+
+def estimate(args):
+    """Print the bounds the flags ask for."""
+    check_ranges(args, {"samples": POSITIVE, "images": POSITIVE})
+    device = choose_device(args.device)
+    model, checkpoint = load_trained_model(args.checkpoint, "VAE", VAE, device)
+    run = checkpoint["args"]
+    images, _ = load_dataset(run["dataset"], run["data_root"], run["image_size"], train=False)
     if run["binarize"]:
         images = binarize_once(images)
     images = images[:args.images]

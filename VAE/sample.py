@@ -13,27 +13,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # find common/ fro
 
 import torch
 
-from common import InputError
 from common.pictures import write_samples
-from common.run import FlagParser, add_sample_flags, choose_device, load_trained_model, samples_path
+from common.run import (add_sample_flags, choose_device, FlagParser, load_trained_model,
+                        run_script, samples_path)
 from VAE.model import VAE
 
 
 def main():
     parser = FlagParser(description="Sample images from a trained VAE.")
     add_sample_flags(parser)
-    args = parser.parse_args()
-    try:
-        out = samples_path(args)  # checks --num, --batch-size and --out before any work
-        model, _ = load_trained_model(args.checkpoint, "VAE", VAE, choose_device(args.device))
-        torch.manual_seed(args.seed)
-        counts = [min(args.batch_size, args.num - start)
-                  for start in range(0, args.num, args.batch_size)]  # batch by batch
-        images = torch.cat([model.sample(count).cpu() for count in counts])
-        write_samples(images, out)
-        print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
-    except InputError as error:
-        sys.exit(f"error: {error}")
+    run_script(sample_images, parser.parse_args())
+
+
+def sample_images(args):
+    """Write the samples the flags ask for."""
+    out = samples_path(args)  # checks --num, --batch-size and --out before any work
+    model, _ = load_trained_model(args.checkpoint, "VAE", VAE, choose_device(args.device))
+    torch.manual_seed(args.seed)
+    counts = [min(args.batch_size, args.num - start)
+              for start in range(0, args.num, args.batch_size)]  # batch by batch
+    images = torch.cat([model.sample(count).cpu() for count in counts])
+    write_samples(images, out)
+    print(f"wrote {args.num} samples {tuple(images.shape[1:])} to {out}")
 
 
 if __name__ == "__main__":

@@ -123,10 +123,14 @@ def load_cifar10(root, train):
         raise missing("cifar10", root, f" ({folder} lacks its {wanted} files)")
     images, labels = [], []
     for file in files:
-        with open(file, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[b"labels"])
+        try:
+            with open(file, "rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[b"labels"])
+        except Exception as error:  # truncated, or not CIFAR-10's pickle: all mean the same here
+            damage = f" ({file} is damaged: {type(error).__name__})"
+            raise missing("cifar10", root, damage) from None
     return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
 
 
@@ -202,8 +206,11 @@ def split_training_set(images, labels):
 def load_image_files(files, folder, image_size):
     """Decode image files into (N, C, S, S) uint8: one channel if every file is grey, else three.
     Cached (cache_folder) until a file is added, removed, or changes in size or time."""
-    listing = "\n".join(f"{f.relative_to(folder)} {s.st_size} {s.st_mtime_ns} {s.st_ctime_ns}"
-                        for f in files for s in [f.stat()])
+    try:
+        listing = "\n".join(f"{f.relative_to(folder)} {s.st_size} {s.st_mtime_ns} {s.st_ctime_ns}"
+                            for f in files for s in [f.stat()])
+    except OSError as error:  # a broken link, a file a listing names that is not there
+        raise InputError(f"cannot read image {error.filename}: {error.strerror}") from None
     fingerprint = hashlib.sha1(listing.encode()).hexdigest()
     cache = cache_folder(folder) / f"decoded-{image_size}px.pt"
     try:  # mapped, not read: a split takes only its own rows into memory

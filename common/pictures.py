@@ -27,8 +27,10 @@ def write_samples(images, path):
     """images: float (N, C, H, W) in [0, 1]. A .png gets a square-ish grid, a .pt the tensor."""
     if Path(path).suffix == ".png":
         save_grid(images, path, nrow=math.ceil(math.sqrt(len(images))))
-    else:
-        save_tensors(images, path)
+        return
+    save_tensors(images, path)
+    for beside in (".labels.pt", ".c1.pt"):  # an earlier sample's codes, not these images'
+        Path(path).with_suffix(beside).unlink(missing_ok=True)
 
 
 def save_training_gif(out, prefix, last_frame=None, milliseconds_per_frame=200):

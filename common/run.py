@@ -2,6 +2,7 @@
 folder, checkpoints and log.csv, the progress line, and ending in one line on bad input, Ctrl-C or
 SIGTERM."""
 import argparse
+import contextlib
 import errno
 import math
 import os
@@ -105,12 +106,16 @@ def samples_path(args):
     out = Path(args.out or Path(args.checkpoint).parent / f"samples-seed{args.seed}-{args.num}.png")
     if out.suffix not in (".png", ".pt"):
         raise InputError(f"--out must end in .png (a grid) or .pt (a tensor), not {out.name!r}")
+    if out.name == "checkpoint.pt" or out.resolve() == Path(args.checkpoint).resolve():
+        raise InputError(f"--out {out} would replace a checkpoint: choose another name")
     return out
 
 
 def check_ranges(args, ranges=None):
     """Every numeric flag within its range (dest -> POSITIVE or NON_NEGATIVE): SHARED_RANGES and the
     family's own. None, a flag's "use the default", always passes."""
+    if getattr(args, "seed", None) is not None and not 0 <= args.seed < 2 ** 32:
+        raise InputError(f"--seed must lie in 0 .. 2^32 - 1, not {args.seed}")
     for name, rule in {**SHARED_RANGES, **(ranges or {})}.items():
         value = getattr(args, name, None)
         if value is not None and not (math.isfinite(value) and (value > 0 if rule == POSITIVE
@@ -123,13 +128,9 @@ def run_training(train, parser):
     full disk, Ctrl-C and SIGTERM (a scheduler's or `docker stop`'s) in one line that names the
     checkpoint to resume from; printed by rank 0 alone under torchrun."""
     args = parser.parse_args()
-    handlers = {}
-    for name in ("SIGTERM", "SIGHUP"):  # stop as Ctrl-C does: files whole, the checkpoint named
-        number = getattr(signal, name, None)
-        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:  # e.g. nohup's
-            handlers[number] = signal.signal(number, stop_on_signal)
     try:
-        train(args)
+        with stop_signals():
+            train(args)
     except WriteError as error:
         advice = "free some space, then " if error.errno == errno.ENOSPC else ""
         sys.exit(f"error: {error}. {resume_hint(args, advice)}" if is_main_process() else 1)
@@ -138,10 +139,36 @@ def run_training(train, parser):
     except KeyboardInterrupt as stop:
         sys.exit(f"{str(stop) or 'interrupted'}: {resume_hint(args)}" if is_main_process() else 1)
     finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
         release_run_folders()
         leave_process_group()
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """SIGTERM and SIGHUP stop the body as Ctrl-C does (KeyboardInterrupt): every file whole, one
+    line. A signal that was ignored (nohup's SIGHUP) stays ignored."""
+    handlers = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            handlers[number] = signal.signal(number, stop_on_signal)
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def run_script(work, args):
+    """What every script but train.py does: work(args), ending bad input, Ctrl-C and SIGTERM in one
+    line."""
+    try:
+        with stop_signals():
+            work(args)
+    except InputError as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt as stop:
+        sys.exit(f"{str(stop) or 'interrupted'}: stopped before it finished; nothing was replaced")
 
 
 def stop_on_signal(number, frame):
@@ -199,12 +226,15 @@ def start_run(args, family, default_out, ranges=None, free=()):
     if checkpoint is None and (out / "checkpoint.pt").exists():
         raise InputError(f"{out} already holds a run: continue it with --resume "
                          f"{out / 'checkpoint.pt'}, or choose another --out")
+    if out == Path(args.data_root) or Path(args.data_root) in out.parents:
+        raise InputError(f"--out {out} lies inside the data folder {args.data_root}, where its "
+                         f"pictures would be read back as data: choose another --out")
     existing = next(folder for folder in (out, *out.parents) if folder.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         problem = "not a folder" if not existing.is_dir() else "read-only"
         raise InputError(f"--out {out} cannot be written: {existing} is {problem}")
     args.out = str(out)
-    STARTED_FROM[out] = None if checkpoint is None else checkpoint["epoch"]
+    STARTED_FROM[out] = epoch_in(out / "checkpoint.pt")
     return args, checkpoint, out
 
 
@@ -235,12 +265,19 @@ def create_run_folder(out):
         lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         lock.flush()
     CLAIMED[out] = lock
+    for partial in (*out.glob("*.tmp"), *(out / "frames").glob("*.tmp")):
+        partial.unlink()  # left by a writer that was killed: this process holds the folder now
     path = out / "checkpoint.pt"
-    found = torch.load(path, map_location="cpu", weights_only=True)["epoch"] \
-        if path.is_file() else None
+    found = epoch_in(path)
     if out in STARTED_FROM and found != STARTED_FROM[out]:
         raise InputError(f"{path} changed while this run started (another run wrote epoch "
                          f"{found}): resume it with --resume {path}, or choose another --out")
+
+
+def epoch_in(path):
+    """The epoch of the checkpoint at path, or None where there is none."""
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"] if path.is_file() \
+        else None
 
 
 def release_run_folders():

@@ -26,22 +26,24 @@ def write_idx(path, array):
 
 @pytest.fixture
 def mnist_root(tmp_path):
-    """MNIST/raw/ with 50 training and 20 test images: image i is all i, with label i % 10."""
+    """data/MNIST/raw/ with 50 training and 20 test images: image i is all i, with label i % 10.
+    Returns data/, a folder of its own (a run's outputs may not go inside a data folder)."""
+    root = tmp_path / "data"
     rng = np.random.default_rng(0)
     for prefix, count in [("train", 50), ("t10k", 20)]:
         images = np.stack([np.full((28, 28), i, dtype=np.uint8) for i in range(count)])
         images[:, 10:18, 10:18] = rng.integers(0, 256, (count, 8, 8))
-        write_idx(tmp_path / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(tmp_path / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
-    return tmp_path
+        write_idx(root / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
+    return root
 
 
 @pytest.fixture
 def cifar_root(tmp_path):
     """cifar-10-batches-py/: five training batches of 4 images and a test batch of 3, pickled as
     the original is."""
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name, count in [(f"data_batch_{i}", 4) for i in range(1, 6)] + [("test_batch", 3)]:
         batch = {
@@ -51,7 +53,7 @@ def cifar_root(tmp_path):
         }
         with open(folder / name, "wb") as file:
             pickle.dump(batch, file)
-    return tmp_path
+    return folder.parent
 
 
 def write_images(folder, count, size=(40, 30), mode="RGB", suffix=".png", seed=0):

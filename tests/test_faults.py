@@ -274,7 +274,7 @@ def test_a_collapsed_gan_finishes_with_a_warning(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert (
         "warning: epoch 1: the losses are diverging" in printed
-        and "diverged or collapsed in epoch(s) 1" in printed
+        and "diverged or collapsed in epoch(s) [1]" in printed
     )
 
 

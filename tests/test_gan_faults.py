@@ -151,3 +151,16 @@ def test_an_image_size_the_networks_cannot_take_is_refused_before_any_decoding(t
     message = error_of(gan_train, monkeypatch, "--dataset", "folder", "--data-root",
                        str(tmp_path / "images"), "--image-size", "48", "--out", str(tmp_path / "r"))
     assert "image size 48 is not supported" in message
+
+
+def test_fid_refuses_samples_of_another_size(tmp_path, monkeypatch, mnist_root):
+    torch.save(torch.rand(4, 1, 16, 16), tmp_path / "small.pt")
+    message = error_of(fid_script, monkeypatch, str(tmp_path / "small.pt"), "--data-root",
+                       str(mnist_root))
+    assert "holds 16x16 images" in message and "32x32" in message
+
+
+def test_one_final_fid_sample_is_refused(tmp_path, monkeypatch):
+    message = error_of(gan_train, monkeypatch, "--dataset", "fake", "--fid-samples", "1",
+                       "--out", str(tmp_path / "r"))
+    assert "--fid-samples 0 or >= 2" in message

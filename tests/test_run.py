@@ -392,3 +392,99 @@ def test_a_read_only_folder_is_not_called_a_full_disk(tmp_path, monkeypatch):
         vae_train, monkeypatch, *FAKE, "--epochs", "1", "--out", str(tmp_path / "run")
     )
     assert "Permission denied" in message and "free some space" not in message
+
+
+# ---- cases found by trying to break the above ----
+
+
+def test_sampling_never_replaces_a_checkpoint(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    message = error_of(vae_sample, monkeypatch, str(checkpoint), "--out", str(checkpoint))
+    assert "would replace a checkpoint" in message and checkpoint.read_bytes() == before
+
+
+def test_a_new_tensor_of_samples_drops_the_codes_of_an_earlier_one(tmp_path):
+    from common.pictures import write_samples
+
+    files.save_tensors(torch.zeros(4, dtype=torch.int64), tmp_path / "s.labels.pt")
+    write_samples(torch.rand(4, 1, 8, 8), tmp_path / "s.pt")
+    assert not (tmp_path / "s.labels.pt").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_a_seed_numpy_cannot_take_is_one_line(seed, tmp_path, monkeypatch):
+    message = error_of(vae_train, monkeypatch, *FAKE, "--seed", seed, "--out", str(tmp_path / "r"))
+    assert "--seed must lie in 0 .. 2^32 - 1" in message
+
+
+def test_an_out_inside_the_data_folder_is_refused(tmp_path, monkeypatch):
+    from conftest import write_images
+
+    write_images(tmp_path / "images", 12, size=(32, 32))
+    message = error_of(
+        vae_train,
+        monkeypatch,
+        "--dataset",
+        "folder",
+        "--data-root",
+        str(tmp_path / "images"),
+        "--out",
+        str(tmp_path / "images" / "run"),
+    )
+    assert "inside the data folder" in message
+    assert sorted(p.name for p in (tmp_path / "images").iterdir() if p.is_dir()) == []
+
+
+def test_a_checkpoint_copied_under_another_name_resumes(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    (tmp_path / "copy").mkdir()
+    shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / "copy" / "saved.pt")
+    run_main(
+        vae_train, monkeypatch, "--resume", str(tmp_path / "copy" / "saved.pt"), "--epochs", "2"
+    )
+    assert torch.load(tmp_path / "copy" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+
+
+def test_a_killed_writers_partial_file_is_cleared_by_the_next_run_on_the_folder(
+    tmp_path, monkeypatch
+):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+    (tmp_path / "run" / "checkpoint.0badf00d.pt.tmp").write_bytes(b"half")
+    run_main(
+        vae_train, monkeypatch, "--resume", str(tmp_path / "run" / "checkpoint.pt"), "--epochs", "2"
+    )
+    assert not leftovers(tmp_path)
+
+
+def test_ctrl_c_in_a_sample_script_is_one_line(tmp_path, monkeypatch):
+    vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vae_sample, "write_samples", interrupt)
+    with pytest.raises(SystemExit) as stop:
+        run_main(vae_sample, monkeypatch, str(tmp_path / "run" / "checkpoint.pt"))
+    assert str(stop.value.code).startswith("interrupted: ")
+
+
+def test_a_broken_link_in_a_folder_is_one_line(tmp_path):
+    from common import InputError
+    from common.data import load_dataset
+    from conftest import write_images
+
+    write_images(tmp_path / "images", 12, size=(8, 8))
+    (tmp_path / "images" / "zz.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(InputError, match="cannot read image .*zz.png"):
+        load_dataset("folder", tmp_path / "images", 8)
+
+
+def test_a_damaged_cifar_batch_is_one_line(cifar_root):
+    from common import InputError
+    from common.data import load_dataset
+
+    (cifar_root / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"\x80\x04 truncated")
+    with pytest.raises(InputError, match="data_batch_2 is damaged"):
+        load_dataset("cifar10", cifar_root, train=True)
