@@ -235,10 +235,14 @@ class SampleScorer:
     (uint8 images, labels), as common.data.load_dataset returns them."""
 
     def __init__(self, dataset, root, train_set, test_set, device="cpu"):
+        held_out_images = split_training_set(*train_set)[1][0]
+        if min(len(test_set[0]), len(held_out_images)) < 2:  # a covariance needs two
+            raise InputError(f"the {dataset} data has {len(test_set[0])} test and "
+                             f"{len(held_out_images)} held-out training image(s): an FID needs 2 "
+                             f"or more of each (--fid-every 0 --fid-samples 0 trains without it)")
         self.classifier, self.info = load_classifier(dataset, root, train_set, test_set, device)
         self.image_size = train_set[0].shape[-1]
         self.channels = train_set[0].shape[1]
-        held_out_images = split_training_set(*train_set)[1][0]
         # "test": the final figure's reference; "validation": the held-out training images, to
         # choose settings on
         self.real_features = {name: features(self.classifier, images.float() / 255) for name, images

@@ -171,9 +171,11 @@ def principal_axes(x, components, chunk_size=4096, exact_up_to=4096):
 
 
 def pca(x, components=2):
-    """Project rows of x onto their top principal components: (N, D) -> (N, components)."""
-    mean, axes = principal_axes(x, components)
-    return ((x.double() - mean) @ axes).to(x.dtype)
+    """Project rows of x onto their top principal components: (N, D) -> (N, components), the
+    columns past D zero (a 1-D code still gets a 2-D scatter)."""
+    mean, axes = principal_axes(x, min(components, x.shape[1]))
+    projected = (x.double() - mean) @ axes
+    return torch.nn.functional.pad(projected, (0, components - axes.shape[1])).to(x.dtype)
 
 
 def tsne(x, perplexity=30.0, iterations=750, seed=0):
@@ -183,6 +185,9 @@ def tsne(x, perplexity=30.0, iterations=750, seed=0):
     KL(P || Q), with early exaggeration."""
     x = pca(x.double(), min(50, x.shape[1]))  # the usual first step: keeps distances, drops noise
     count, dtype = len(x), x.dtype
+    if count < 4:  # too few points to have neighbours: their 2-D PCA is as good a picture
+        return pca(x, 2).float()
+    perplexity = min(perplexity, (count - 1) / 3)  # a perplexity is a count of neighbours
     distances = torch.cdist(x, x).square()
     # Binary search, per point, for the precision beta_i whose conditional distribution has
     # entropy log(perplexity).

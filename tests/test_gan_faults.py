@@ -164,3 +164,13 @@ def test_one_final_fid_sample_is_refused(tmp_path, monkeypatch):
     message = error_of(gan_train, monkeypatch, "--dataset", "fake", "--fid-samples", "1",
                        "--out", str(tmp_path / "r"))
     assert "--fid-samples 0 or >= 2" in message
+
+
+def test_a_test_set_too_small_for_an_fid_is_one_line_up_front(tmp_path, monkeypatch):
+    from conftest import write_images
+    write_images(tmp_path / "images" / "a", 6, size=(32, 32))
+    write_images(tmp_path / "images" / "b", 4, size=(32, 32), seed=1)  # 10 files: 1 test image
+    message = error_of(gan_train, monkeypatch, "--dataset", "folder", "--data-root",
+                       str(tmp_path / "images"), "--image-size", "32", "--batch-size", "4",
+                       "--width", "8", "--out", str(tmp_path / "run"))
+    assert "an FID needs 2 or more" in message and not (tmp_path / "run").exists()

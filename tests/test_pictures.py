@@ -153,3 +153,11 @@ def test_interpolation_without_every_class_pairs_image_r_with_image_r_plus_8():
     assert interpolation_pairs(torch.tensor([0, 1, 3] * 7)) == [
         (r, r + 8) for r in range(8)
     ]  # class 2 missing
+
+
+def test_a_one_dimensional_code_and_a_handful_of_points_still_draw(tmp_path):
+    assert pca(torch.randn(5, 1)).shape == (5, 2)
+    for count in (1, 3, 6):
+        flat = tsne(torch.randn(count, 4))
+        assert flat.shape == (count, 2) and bool(flat.isfinite().all())
+    save_scatter(tmp_path / "scatter.png", pca(torch.randn(5, 1)), torch.arange(5))
