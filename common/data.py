@@ -250,11 +250,17 @@ def as_shown(image):
     """What a viewer shows of an opened file, in mode L (grey files) or RGB: the first frame,
     upright by its EXIF orientation (Pillow turns TIFFs itself), in 8 bits (to_8_bit), transparent
     parts over white (a page's background), an embedded colour profile converted to sRGB."""
-    grey = image.mode in ("1", "L", "LA", "La", "F") or image.mode.startswith("I")
+    palette = np.array(image.getpalette(rawmode="RGB") or [0, 0, 0]).reshape(-1, 3)
+    grey = image.mode in ("1", "L", "LA", "La", "F") or image.mode.startswith("I") or (
+        image.mode in ("P", "PA") and bool((palette == palette[:, :1]).all()))  # a grey palette
     ImageOps.exif_transpose(image, in_place=True)
     shown = image
     if shown.mode == "F" or shown.mode.startswith("I"):
+        stored = np.asarray(shown)
         shown = to_8_bit(shown, getattr(image, "tag_v2", {}))
+        if "transparency" in image.info:  # a transparent value (PNG's tRNS): white, as below
+            white = stored == image.info["transparency"]
+            shown = Image.fromarray(np.where(white, 255, np.asarray(shown)).astype(np.uint8))
     if shown.mode.endswith(("A", "a")) or "transparency" in shown.info:
         shown = Image.alpha_composite(Image.new("RGBA", shown.size, "white"), shown.convert("RGBA"))
     if shown.mode not in ("L", "RGB", "CMYK"):  # 1, P, RGBA, YCbCr, LAB, HSV

@@ -182,3 +182,21 @@ def test_an_unreadable_image_is_one_line_naming_it(tmp_path):
     (tmp_path / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     with pytest.raises(InputError, match="cannot read image .*truncated.png"):
         decode(tmp_path / "truncated.png", 8)
+
+
+def test_a_transparent_value_in_a_16_bit_file_is_white(tmp_path):
+    samples = (GRADIENT.astype(np.uint16) * 257)
+    samples[:8] = 0
+    Image.fromarray(samples).save(tmp_path / "t.png", transparency=0)
+    picture = shown(tmp_path / "t.png")
+    assert picture.ndim == 2 and (picture[:8] == 255).all()
+    assert np.abs(picture[8:] - GRADIENT[8:]).max() <= 1
+
+
+def test_a_grey_palette_stays_one_channel_and_a_colour_one_three(tmp_path):
+    for name, palette in [("grey", lambda i: (i, i, i)), ("colour", lambda i: (i, 0, 255 - i))]:
+        image = Image.fromarray(GRADIENT, "P")
+        image.putpalette([v for i in range(256) for v in palette(i)])
+        image.save(tmp_path / f"{name}.png")
+    assert shown(tmp_path / "grey.png").ndim == 2 and shown(tmp_path / "colour.png").ndim == 3
+    assert np.abs(shown(tmp_path / "grey.png") - GRADIENT).max() <= 1
