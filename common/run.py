@@ -176,12 +176,14 @@ def stop_on_signal(number, frame):
 
 
 def resume_hint(args, advice=""):
-    """Which checkpoint, if any, the run can go on from."""
-    path = Path(args.resume or Path(args.out or "") / "checkpoint.pt")
-    if not args.out or not path.is_file():
-        return "no checkpoint was written, so there is nothing to resume"
-    epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
-    return f"{path} holds epoch {epoch}; {advice}continue with --resume {path}"
+    """Which checkpoint, if any, the run can go on from: the one in its folder (where a resumed run
+    writes, whatever the name it was resumed from), else the one it was resumed from."""
+    in_folder = [Path(args.out) / "checkpoint.pt"] if args.out else []
+    for path in [*in_folder, Path(args.resume or "")]:
+        epoch = epoch_in(path)
+        if epoch is not None:
+            return f"{path} holds epoch {epoch}; {advice}continue with --resume {path}"
+    return "no checkpoint was written, so there is nothing to resume"
 
 
 def start_run(args, family, default_out, ranges=None, free=()):
@@ -223,7 +225,8 @@ def start_run(args, family, default_out, ranges=None, free=()):
             print(f"{args.resume}: the {trained} epochs are trained; finishing the run's end")
     args.data_root = str(Path(args.data_root).expanduser().resolve())
     out = Path(args.out or default_out).resolve()
-    if checkpoint is None and (out / "checkpoint.pt").exists():
+    resumed_here = checkpoint is not None and Path(args.resume).resolve() == out / "checkpoint.pt"
+    if not resumed_here and (out / "checkpoint.pt").exists():  # a new run, or one saved elsewhere
         raise InputError(f"{out} already holds a run: continue it with --resume "
                          f"{out / 'checkpoint.pt'}, or choose another --out")
     if out == Path(args.data_root) or Path(args.data_root) in out.parents:
@@ -234,7 +237,7 @@ def start_run(args, family, default_out, ranges=None, free=()):
         problem = "not a folder" if not existing.is_dir() else "read-only"
         raise InputError(f"--out {out} cannot be written: {existing} is {problem}")
     args.out = str(out)
-    STARTED_FROM[out] = epoch_in(out / "checkpoint.pt")
+    STARTED_FROM[out] = checkpoint["epoch"] if resumed_here else epoch_in(out / "checkpoint.pt")
     return args, checkpoint, out
 
 
@@ -276,8 +279,9 @@ def create_run_folder(out):
 
 def epoch_in(path):
     """The epoch of the checkpoint at path, or None where there is none."""
-    return torch.load(path, map_location="cpu", weights_only=True)["epoch"] if path.is_file() \
-        else None
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=True)["epoch"]
 
 
 def release_run_folders():

@@ -2,6 +2,9 @@
 the real loaders."""
 
 import csv
+import errno
+import os
+import re
 import pickle
 import struct
 import sys
@@ -79,3 +82,19 @@ def read_csv(path):
     """The rows of a CSV file a run wrote, as dicts of strings."""
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
+
+
+def full_disk_for(monkeypatch, name):
+    """Every write of a file whose name ends in `name` (".png", "interpolation.png") fails as a
+    full disk does, after its bytes went out; returns the undo."""
+    from common import files
+    real_fsync = files.os.fsync
+
+    def fsync(descriptor):
+        written = os.readlink(f"/proc/self/fd/{descriptor}")  # <stem>.<token><suffix>.tmp
+        if re.sub(r"\.[0-9a-f]{8}(\.\w+\.tmp)$", r"\1", written).endswith(name + ".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    return lambda: monkeypatch.setattr(files.os, "fsync", real_fsync)

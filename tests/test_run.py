@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from common import files, run
-from conftest import ROOT, read_csv
-from test_vae_train import error_of, run_main
+from conftest import ROOT, full_disk_for, read_csv
+from test_vae_train import error_of, interrupt_after_the_first_epoch, run_main
 from VAE import sample as vae_sample
 from VAE import train as vae_train
 
@@ -24,32 +24,6 @@ FAKE = ["--dataset", "fake", "--embedding", "pca", "--device", "cpu"]
 
 def vae_run(monkeypatch, out, *flags):
     run_main(vae_train, monkeypatch, *FAKE, "--out", str(out), *flags)
-
-
-def interrupt_after_the_first_epoch(monkeypatch):
-    """The next run stops as if by Ctrl-C once epoch 1 is on disk; returns the undo."""
-    real_write_csv = run.write_csv
-
-    def write_then_interrupt(path, rows):
-        real_write_csv(path, rows)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run, "write_csv", write_then_interrupt)
-    return lambda: monkeypatch.setattr(run, "write_csv", real_write_csv)
-
-
-def full_disk_for(monkeypatch, suffix):
-    """Every write of a file ending in `suffix` fails as a full disk does, after its bytes went
-    out; returns the undo."""
-    real_fsync = os.fsync
-
-    def fsync(descriptor):
-        if os.readlink(f"/proc/self/fd/{descriptor}").endswith(suffix + ".tmp"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(descriptor)
-
-    monkeypatch.setattr(files.os, "fsync", fsync)
-    return lambda: monkeypatch.setattr(files.os, "fsync", real_fsync)
 
 
 def leftovers(folder):
@@ -181,10 +155,10 @@ def test_two_runs_started_together_on_one_folder(tmp_path):
 
 
 def test_resume_without_epochs_trains_to_the_runs_own_end(tmp_path, monkeypatch):
-    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
     with pytest.raises(SystemExit, match="holds epoch 1; continue with --resume"):
         vae_run(monkeypatch, tmp_path / "run", "--epochs", "3")
-    resume_normally()
+    monkeypatch.setattr(run, "write_csv", real_write_csv)
     run_main(vae_train, monkeypatch, "--resume", str(tmp_path / "run" / "checkpoint.pt"))
     assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 3
 
@@ -238,10 +212,10 @@ def test_resume_accepts_what_may_change_and_what_does_not_change_it(tmp_path, mo
 
 def test_a_moved_data_folder_is_given_again_on_resume(mnist_root, tmp_path, monkeypatch):
     flags = ["--data-root", str(mnist_root), "--embedding", "pca", "--batch-size", "10"]
-    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
     with pytest.raises(SystemExit):
         run_main(vae_train, monkeypatch, *flags, "--epochs", "2", "--out", str(tmp_path / "run"))
-    resume_normally()
+    monkeypatch.setattr(run, "write_csv", real_write_csv)
     moved = tmp_path / "moved-data"
     shutil.move(mnist_root / "MNIST", moved / "MNIST")
     run_main(
@@ -366,10 +340,10 @@ def test_a_run_that_ended_while_another_started_on_its_folder_is_not_overwritten
 
 
 def test_resume_edges(tmp_path, monkeypatch):
-    resume_normally = interrupt_after_the_first_epoch(monkeypatch)
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
     with pytest.raises(SystemExit):
         vae_run(monkeypatch, tmp_path / "run", "--epochs", "3", "--lr-schedule", "cosine")
-    resume_normally()
+    monkeypatch.setattr(run, "write_csv", real_write_csv)
     checkpoint = str(tmp_path / "run" / "checkpoint.pt")
     assert "more than --epochs 0" not in error_of(
         vae_train, monkeypatch, "--resume", checkpoint, "--epochs", "1", "--embedding", "tsne"
@@ -441,10 +415,16 @@ def test_a_checkpoint_copied_under_another_name_resumes(tmp_path, monkeypatch):
     vae_run(monkeypatch, tmp_path / "run", "--epochs", "1")
     (tmp_path / "copy").mkdir()
     shutil.copy(tmp_path / "run" / "checkpoint.pt", tmp_path / "copy" / "saved.pt")
-    run_main(
-        vae_train, monkeypatch, "--resume", str(tmp_path / "copy" / "saved.pt"), "--epochs", "2"
-    )
+    saved = str(tmp_path / "copy" / "saved.pt")
+    real_write_csv = interrupt_after_the_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit, match="saved.pt holds epoch 1; continue with --resume"):
+        run_main(vae_train, monkeypatch, "--resume", saved, "--epochs", "2")
+    monkeypatch.setattr(run, "write_csv", real_write_csv)
+    run_main(vae_train, monkeypatch, "--resume", saved, "--epochs", "2")
     assert torch.load(tmp_path / "copy" / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    # the folder now holds the run's own checkpoint.pt: the old copy may not overwrite it
+    assert "already holds a run" in error_of(vae_train, monkeypatch, "--resume", saved, "--epochs",
+                                             "3")
 
 
 def test_a_killed_writers_partial_file_is_cleared_by_the_next_run_on_the_folder(

@@ -1,9 +1,6 @@
 """The VAE and AE scripts meet bad input and faults with one line, and their end of run can be
 finished: sample.py's flags and --out, a full disk or Ctrl-C during the end-of-run pictures, and
 the slow t-SNE announced before it starts."""
-import errno
-import os
-import re
 
 import pytest
 import torch
@@ -11,8 +8,7 @@ import torch
 from AE import report as ae_report
 from AE import sample as ae_sample
 from AE import train as ae_train
-from common import files
-from conftest import read_csv
+from conftest import full_disk_for, read_csv
 from test_vae_train import error_of, run_main
 from VAE import report as vae_report
 from VAE import sample as vae_sample
@@ -31,19 +27,6 @@ def checkpoints(tmp_path_factory):
         for family, (train, *_) in FAMILIES.items():
             run_main(train, monkeypatch, *FAKE, "--embedding", "pca", "--out", str(folder / family))
     return {family: str(folder / family / "checkpoint.pt") for family in FAMILIES}
-
-
-def full_disk_for(monkeypatch, name):
-    """Every write of a file whose name ends in `name` fails as a full disk does."""
-    real_fsync = os.fsync
-
-    def fsync(descriptor):
-        written = os.readlink(f"/proc/self/fd/{descriptor}")  # <stem>.<token><suffix>.tmp
-        if re.sub(r"\.[0-9a-f]{8}(\.\w+\.tmp)$", r"\1", written).endswith(name + ".tmp"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(descriptor)
-    monkeypatch.setattr(files.os, "fsync", fsync)
-    return lambda: monkeypatch.setattr(files.os, "fsync", real_fsync)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
